@@ -1,0 +1,193 @@
+r"""The one new primitive of NovoGrad: gradients normalized by a layer-wise
+second moment.
+
+For every layer :math:`l` (a pytree leaf, or a slice of a stacked leaf, see
+:mod:`novograd_optax.layer_axes`), eq. (1) of Ginsburg et al. (2019)::
+
+    v_t = b2 * v_{t-1} + (1 - b2) * ||g_t||^2          # one scalar per layer
+    out_t = g_t / (sqrt(v_t + eps_root) + eps)
+
+with :math:`v_1 = ||g_1||^2` (Algorithm 1, ``init="first"``) or :math:`v_0 = 0`
+(``init="zero"``). The paper writes ``sqrt(v + eps)``: that is ``eps=0,
+eps_root=eps`` here; the default puts ``eps`` outside the root, as optax does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from optax._src import numerics
+
+from novograd_optax import layer_axes as layer_axes_lib
+from novograd_optax import validation
+
+NORMS = ("l2", "linf")
+INITS = ("first", "zero")
+
+
+class ScaleByLayerwiseNormState(NamedTuple):
+  """State of :func:`scale_by_layerwise_norm`.
+
+  Attributes:
+    count: number of updates applied so far (int32).
+    nu: per-layer second moment :math:`v_t`, float32 (float64 for float64
+      grads), one value per layer: a scalar per leaf, or an array of the shape
+      of the leaf's ``layer_axes``.
+    nu_max: the AMSGrad running maximum :math:`\hat v_t` (same layout as
+      ``nu``) when ``amsgrad=True``; ``None`` (no storage) otherwise.
+  """
+
+  count: jax.Array
+  nu: optax.Updates
+  nu_max: Optional[optax.Updates] = None
+
+
+def moment_dtype(dtype: Any) -> jnp.dtype:
+  """The dtype of a layer's second moment: the real type of ``dtype``, at least
+  float32, so an fp16/bf16 layer with ``||g||^2 > 65504`` stays finite."""
+  real = jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.inexact) else dtype
+  return jnp.promote_types(real, jnp.float32)
+
+
+def _squared_magnitude(g: jax.Array) -> jax.Array:
+  """|g|^2 elementwise, computed in the moment dtype (no fp16 overflow)."""
+  acc = moment_dtype(g.dtype)
+  if jnp.iscomplexobj(g):
+    return jnp.square(g.real.astype(acc)) + jnp.square(g.imag.astype(acc))
+  return jnp.square(g.astype(acc))
+
+
+def layer_squared_norms(
+    g: jax.Array,
+    leaf_layers: layer_axes_lib.LeafLayers,
+    norm: str = "l2",
+    axis_name: Any = None,
+) -> jax.Array:
+  """||g||_2^2 (``norm="l2"``) or ||g||_inf^2 (``"linf"``) of each layer of a leaf.
+
+  With ``axis_name``, the leaf is one shard of a leaf split over those mesh
+  axes, and the partial sums (maxima) are all-reduced so every shard sees the
+  norm of the whole layer.
+  """
+  squared = _squared_magnitude(g)
+  if norm == "l2":
+    per_layer = jnp.sum(squared, axis=leaf_layers.reduce_axes)
+    if axis_name is not None:
+      per_layer = jax.lax.psum(per_layer, axis_name)
+  else:
+    # initial=0 keeps zero-size layers well defined (||.||_inf of nothing is 0).
+    per_layer = jnp.max(squared, axis=leaf_layers.reduce_axes, initial=0.0)
+    if axis_name is not None:
+      per_layer = jax.lax.pmax(per_layer, axis_name)
+  return per_layer
+
+
+def scale_by_layerwise_norm(
+    b2: jax.typing.ArrayLike = 0.25,
+    eps: jax.typing.ArrayLike = 1e-6,
+    eps_root: jax.typing.ArrayLike = 0.0,
+    *,
+    norm: str = "l2",
+    init: str = "first",
+    amsgrad: bool = False,
+    layer_axes: layer_axes_lib.LayerAxes = None,
+    axis_name: Any = None,
+) -> optax.GradientTransformation:
+  r"""Normalizes each layer's gradient by a moving average of its squared norm.
+
+  .. math::
+     v_t = \beta_2 v_{t-1} + (1-\beta_2)\,\|g_t\|^2, \qquad
+     \hat v_t = \max(\hat v_{t-1}, v_t)\ \text{(amsgrad)}, \qquad
+     u_t = \frac{g_t}{\sqrt{v_t + \epsilon_{root}} + \epsilon}
+
+  Ginsburg et al., *Stochastic Gradient Methods with Layer-wise Adaptive
+  Moments for Training of Deep Networks*, 2019, eq. (1), Algorithm 1, the
+  AMSGrad variant of §3 and footnotes 1–2. ``b2=0`` gives layer-wise
+  normalized gradient descent.
+
+  Args:
+    b2: decay of the layer-wise second moment, in [0, 1). The paper uses
+      [0.2, 0.5].
+    eps: added to ``sqrt(v)`` (outside the root, as in optax), >= 0.
+    eps_root: added to ``v`` inside the root (the paper's epsilon), >= 0.
+    norm: ``"l2"`` (the paper) or ``"linf"``: the moment then tracks
+      :math:`\max|g|^2` and the same formula holds.
+    init: ``"first"``: :math:`v_1 = \|g_1\|^2` (Algorithm 1); ``"zero"``: a
+      plain moving average from :math:`v_0 = 0`, without bias correction.
+    amsgrad: normalize by the running maximum :math:`\hat v_t`; adds
+      ``nu_max`` to the state, only then.
+    layer_axes: axes of a leaf that index stacked layers (see
+      :mod:`novograd_optax.layer_axes`): an int, a tuple, a pytree prefix of
+      the params, or a callable of the params returning one. ``None``: each
+      leaf is one layer.
+    axis_name: mesh axis name(s) over which every leaf is split inside
+      ``shard_map``/``pmap``; per-layer sums are ``psum``-ed over them.
+
+  The moment is kept in float32 (or float64) whatever the gradient dtype; the
+  output keeps the gradient's dtype; complex gradients use :math:`\sum |g|^2`.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> from novograd_optax import scale_by_layerwise_norm
+    >>> tx = optax.chain(scale_by_layerwise_norm(b2=0.5), optax.trace(0.9),
+    ...                  optax.scale_by_learning_rate(0.1))
+    >>> params = {"w": jnp.ones((3, 2))}
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update({"w": jnp.full((3, 2), 2.0)}, state, params)
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+  """
+  validation.check_decay_rate("b2", b2)
+  validation.check_non_negative("eps", eps)
+  validation.check_non_negative("eps_root", eps_root)
+  validation.check_choice("norm", norm, NORMS)
+  validation.check_choice("init", init, INITS)
+  validation.check_bool("amsgrad", amsgrad)
+  validation.check_axis_name("axis_name", axis_name)
+  layer_axes_lib.check_layer_axes(layer_axes)
+
+  def zero_moments(tree):
+    layers = layer_axes_lib.resolve_layer_axes(layer_axes, tree)
+    return jax.tree.map(
+        lambda p, lay: jnp.zeros(lay.moment_shape(p.shape), moment_dtype(p.dtype)),
+        tree, layers)
+
+  def init_fn(params):
+    nu = zero_moments(params)
+    nu_max = zero_moments(params) if amsgrad else None
+    return ScaleByLayerwiseNormState(
+        count=jnp.zeros([], jnp.int32), nu=nu, nu_max=nu_max)
+
+  def update_fn(updates, state, params=None):
+    del params
+    layers = layer_axes_lib.resolve_layer_axes(layer_axes, updates)
+    if init == "first":
+      # v_1 = ||g_1||^2 without a lax.cond: on the first step the old moment
+      # (zeros) gets weight 0 and the new norm weight 1.
+      decay = jnp.where(state.count == 0, 0.0, b2)
+    else:
+      decay = b2
+
+    def new_moment(g, nu, lay):
+      squared_norm = layer_squared_norms(g, lay, norm, axis_name)
+      return (decay * nu + (1.0 - decay) * squared_norm).astype(nu.dtype)
+
+    nu = jax.tree.map(new_moment, updates, state.nu, layers)
+    nu_max = (
+        jax.tree.map(jnp.maximum, state.nu_max, nu) if amsgrad else None)
+
+    def normalize(g, moment, lay):
+      denominator = jnp.sqrt(moment + eps_root) + eps
+      denominator = jnp.expand_dims(denominator, lay.reduce_axes)
+      compute = jnp.promote_types(g.dtype, denominator.dtype)
+      return (g.astype(compute) / denominator).astype(g.dtype)
+
+    updates = jax.tree.map(normalize, updates, nu_max if amsgrad else nu, layers)
+    return updates, ScaleByLayerwiseNormState(
+        count=numerics.safe_increment(state.count), nu=nu, nu_max=nu_max)
+
+  return optax.GradientTransformation(init_fn, update_fn)
