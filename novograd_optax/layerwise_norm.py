@@ -29,7 +29,7 @@ INITS = ("first", "zero")
 
 
 class ScaleByLayerwiseNormState(NamedTuple):
-  """State of :func:`scale_by_layerwise_norm`.
+  r"""State of :func:`scale_by_layerwise_norm`.
 
   Attributes:
     count: number of updates applied so far (int32).
@@ -40,7 +40,7 @@ class ScaleByLayerwiseNormState(NamedTuple):
       ``nu``) when ``amsgrad=True``; ``None`` (no storage) otherwise.
   """
 
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in optax
   nu: optax.Updates
   nu_max: Optional[optax.Updates] = None
 
