@@ -21,6 +21,7 @@ import optax
 from novograd_optax import validation
 from novograd_optax.layer_axes import LayerAxes
 from novograd_optax.layerwise_norm import scale_by_layerwise_norm
+from novograd_optax.update_clipping import clip_by_layerwise_trust_ratio
 
 
 def add_decayed_weights_requiring_params(
@@ -60,6 +61,7 @@ def novograd(
     mu_dtype: Optional[Any] = None,
     layer_axes: LayerAxes = None,
     axis_name: Any = None,
+    update_clip_trust: Optional[float] = None,
 ) -> optax.GradientTransformation:
   r"""The NovoGrad optimizer: SGD with momentum on layer-wise normalized gradients.
 
@@ -98,6 +100,13 @@ def novograd(
       :func:`scale_by_layerwise_norm`.
     axis_name: mesh axis name(s) over which leaves are split inside
       ``shard_map``/``pmap``.
+    update_clip_trust: layer-wise update clipping (LUC) of the speech toolkit's
+      NovoGrad, used for Jasper: each layer steps by
+      :math:`\min(\eta\|w\|/(\|m\|+10^{-8}),\ \lambda_t)\, m` with
+      :math:`\eta` = ``update_clip_trust`` > 0 (the toolkit uses 1e-3), so no
+      step exceeds :math:`\eta\|w\|`; layers with :math:`\|w\| = 0` are not
+      clipped. ``None`` (default): no clipping. Needs ``params``; see
+      :func:`clip_by_layerwise_trust_ratio`.
 
   Under ``optax.inject_hyperparams`` every numeric hyperparameter can be
   injected; pass ``static_args=("layer_axes", "weight_decay_mask",
@@ -122,6 +131,9 @@ def novograd(
   validation.check_decay_rate("b1", b1)
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
   validation.check_bool("grad_averaging", grad_averaging)
+  if update_clip_trust is not None:
+    validation.check_scalar(
+        "update_clip_trust", update_clip_trust, low=0.0, low_inclusive=False)
 
   decay_is_zero = isinstance(weight_decay, (int, float)) and weight_decay == 0
   if decay_is_zero:
@@ -134,11 +146,17 @@ def novograd(
     momentum = optax.ema(b1, debias=False, accumulator_dtype=mu_dtype)
   else:
     momentum = optax.trace(b1, accumulator_dtype=mu_dtype)
+  # LUC clips the moment against the learning rate it is about to be scaled by.
+  update_clipping = () if update_clip_trust is None else (
+      clip_by_layerwise_trust_ratio(
+          update_clip_trust, learning_rate, eps=1e-8, layer_axes=layer_axes,
+          axis_name=axis_name),)
   return optax.chain(
       scale_by_layerwise_norm(
           b2, eps, eps_root, norm=norm, init=init, amsgrad=amsgrad,
           layer_axes=layer_axes, axis_name=axis_name),
       weight_decay_step,
       momentum,
+      *update_clipping,
       optax.scale_by_learning_rate(learning_rate),
   )

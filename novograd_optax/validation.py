@@ -99,3 +99,82 @@ def check_axis_name(name: str, value: Any) -> None:
     raise TypeError(
         f"{name} must be None, a mesh axis name (str) or a tuple of names;"
         f" got {value!r}.")
+
+
+def _leaf_paths(tree: Any) -> dict[str, Any]:
+  return {jax.tree_util.keystr(path): leaf
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def check_same_structure(
+    name: str, tree: Any, reference_name: str, reference: Any, *, compare_shapes: bool = False,
+) -> None:
+  """Refuses a ``tree`` (e.g. the gradients) shaped unlike ``reference`` (e.g. the
+  state built by ``init``), naming the leaves that differ.
+
+  Without this check a mismatch surfaces deep inside ``jax.tree.map`` or as a
+  broadcasting error of some ``add``, which does not say which leaf is wrong.
+  Shapes are static under ``jit``, so the check costs nothing at run time.
+
+  Raises:
+    ValueError: if the pytree structures differ or, with ``compare_shapes``, a
+      leaf's shape differs.
+  """
+  if jax.tree.structure(tree) != jax.tree.structure(reference):
+    ours, theirs = _leaf_paths(tree), _leaf_paths(reference)
+    missing = sorted(set(theirs) - set(ours))
+    extra = sorted(set(ours) - set(theirs))
+    detail = []
+    if missing:
+      detail.append(f"missing from {name}: {', '.join(missing)}")
+    if extra:
+      detail.append(f"not in {reference_name}: {', '.join(extra)}")
+    if not detail:
+      detail.append(
+          f"{name} is {jax.tree.structure(tree)}, {reference_name} is"
+          f" {jax.tree.structure(reference)}")
+    raise ValueError(
+        f"{name} must have the pytree structure of {reference_name}; "
+        + "; ".join(detail) + ".")
+  if compare_shapes:
+    expected_leaves = _leaf_paths(reference)
+    for path, leaf in _leaf_paths(tree).items():
+      expected = expected_leaves[path]
+      shape, expected_shape = np.shape(leaf), np.shape(expected)
+      if shape != expected_shape:
+        raise ValueError(
+            f"{name}{path} has shape {shape} but {reference_name}{path} has shape"
+            f" {expected_shape}.")
+
+
+def check_inexact_leaves(name: str, tree: Any) -> None:
+  """Refuses integer or boolean leaves, which an optimizer cannot move by a
+  fraction; they must be excluded with ``optax.masked`` or frozen with
+  ``optax.multi_transform`` and ``optax.set_to_zero``.
+
+  Raises:
+    TypeError: naming the first such leaf.
+  """
+  for path, leaf in _leaf_paths(tree).items():
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is None:
+      dtype = np.result_type(leaf)
+    if not jax.numpy.issubdtype(dtype, jax.numpy.inexact):
+      raise TypeError(
+          f"{name}{path} has dtype {dtype}; only floating-point and complex leaves"
+          " can be optimized. Exclude it with optax.masked, or freeze it with"
+          " optax.multi_transform(..., optax.set_to_zero()).")
+
+
+def with_structure_check(inner: Any) -> Any:
+  """Wraps an ``optax.GradientTransformation`` so that ``update`` first refuses
+  updates shaped unlike the params (when params are passed), with the message of
+  :func:`check_same_structure`; the state is ``inner``'s, unchanged."""
+  import optax  # Imported here: the checks above must not depend on optax.
+
+  def update_fn(updates, state, params=None, **extra_args):
+    if params is not None:
+      check_same_structure("updates", updates, "params", params, compare_shapes=True)
+    return optax.with_extra_args_support(inner).update(updates, state, params, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(inner.init, update_fn)

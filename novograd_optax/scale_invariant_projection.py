@@ -1,0 +1,179 @@
+r"""Removing the radial part of a step for scale-invariant weights (AdamP/SGDP).
+
+Heo et al., *AdamP: Slowing Down the Slowdown for Momentum Optimizers on
+Scale-invariant Weights*, ICLR 2021. For a weight followed by a normalization
+layer the loss does not change along :math:`w`, so the gradient is orthogonal
+to :math:`w`; momentum nevertheless accumulates a radial component that only
+inflates :math:`\|w\|` and shrinks the effective step. For every leaf with
+``ndim > 1`` and a step :math:`p` from any inner optimizer::
+
+    for view in (per-output-channel, whole-layer):
+      cos = |<w, g>| / (||w|| * ||g|| + eps)           # per row of the view
+      if max(cos) < delta / sqrt(row length):          # looks scale-invariant
+        w_hat = w / (||w|| + eps)                      # per row
+        p = p - w_hat * <w_hat, p>                     # per row
+        wd_factor = wd_ratio; stop
+    update = p + weight_decay * wd_factor * w
+
+Why a wrapper. The test uses the *raw* gradient :math:`g` and the parameters,
+while the projection acts on the inner optimizer's *output* :math:`p`. In an
+``optax.chain`` each link only sees its predecessor's output, so a link placed
+after ``scale_by_adam`` no longer sees :math:`g`, and a link placed before it
+would project the gradient instead of the step (a different algorithm, since
+Adam's per-coordinate scaling reintroduces radial components). Storing
+:math:`g` in a state for a later link would double the memory. Wrapping the
+inner transformation gives one function both :math:`g` and :math:`p`, at no
+memory cost, and any inner optimizer (Adam, momentum, a chain) can be used.
+The decoupled weight decay lives in the same wrapper because its size depends
+on the projection decision; it is optax's ``add_decayed_weights`` applied to
+``wd_factor * w``, so schedules and masks behave as in optax.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from novograd_optax import validation
+
+
+class ProjectScaleInvariantState(NamedTuple):
+  """State of :func:`project_scale_invariant`.
+
+  Attributes:
+    inner_state: the state of the wrapped transformation.
+    decay_state: the state of ``optax.add_decayed_weights`` (a step count when
+      ``weight_decay`` is a schedule, empty otherwise).
+  """
+
+  inner_state: optax.OptState
+  decay_state: optax.OptState
+
+
+def _project_leaf(g, w, p, delta, wd_ratio, eps, channel_axis):
+  """Returns the projected step and the decay factor (1 or wd_ratio) of a leaf."""
+  if w.ndim <= 1:
+    # Biases and norm scales: the reference never projects them.
+    return p, jnp.ones([], jnp.float32)
+  if not -w.ndim <= channel_axis < w.ndim:
+    raise ValueError(
+        f"channel_axis={channel_axis} is out of range for a parameter of shape"
+        f" {w.shape}; accepted: integers in [{-w.ndim}, {w.ndim}).")
+  compute = jnp.promote_types(jnp.promote_types(w.dtype, p.dtype), jnp.float32)
+  w32, g32, p32 = (x.astype(compute) for x in (w, g, p))
+  channel = channel_axis % w.ndim
+  channel_rows = tuple(a for a in range(w.ndim) if a != channel)
+  whole_layer = tuple(range(w.ndim))
+
+  def looks_scale_invariant(rows):
+    dot = jnp.sum(w32 * g32, axis=rows)
+    norms = jnp.sqrt(jnp.sum(w32 * w32, axis=rows) * jnp.sum(g32 * g32, axis=rows))
+    cosine = jnp.abs(dot) / (norms + eps)
+    row_length = math.prod(w.shape[a] for a in rows)
+    return jnp.max(cosine) < delta / math.sqrt(row_length)
+
+  def project(rows):
+    w_hat = w32 / (jnp.sqrt(jnp.sum(w32 * w32, axis=rows, keepdims=True)) + eps)
+    return p32 - w_hat * jnp.sum(w_hat * p32, axis=rows, keepdims=True)
+
+  # Both views are computed and selected with `where`, which keeps the rule
+  # jit-able without lax.cond; the per-channel view has priority.
+  by_channel = looks_scale_invariant(channel_rows)
+  by_layer = looks_scale_invariant(whole_layer)
+  projected = jnp.where(
+      by_channel, project(channel_rows), jnp.where(by_layer, project(whole_layer), p32))
+  factor = jnp.where(jnp.logical_or(by_channel, by_layer), wd_ratio, 1.0)
+  return projected.astype(p.dtype), jnp.asarray(factor, jnp.float32)
+
+
+def project_scale_invariant(
+    inner: optax.GradientTransformation,
+    *,
+    delta: jax.typing.ArrayLike = 0.1,
+    wd_ratio: jax.typing.ArrayLike = 0.1,
+    weight_decay: optax.ScalarOrSchedule = 0.0,
+    weight_decay_mask: Optional[Union[Any, Callable[[optax.Params], Any]]] = None,
+    eps: jax.typing.ArrayLike = 1e-8,
+    channel_axis: int = -1,
+) -> optax.GradientTransformation:
+  r"""Wraps an optimizer so that its steps lose their radial part on
+  scale-invariant weights, and adds decoupled weight decay reduced there.
+
+  .. math::
+     p = \mathrm{inner}(g), \quad
+     \cos = \frac{|\langle w, g\rangle|}{\|w\|\,\|g\| + \epsilon}, \quad
+     p \leftarrow p - \hat w \langle \hat w, p\rangle \ \text{if}\
+     \max\cos < \delta/\sqrt{n}, \quad
+     u = p + d\,r\,w
+
+  with :math:`r` = ``wd_ratio`` when projected and 1 otherwise; the test is
+  done per output channel first (rows of length :math:`n` = leaf size /
+  channels), then for the whole leaf (:math:`n` = leaf size). Heo et al.,
+  ICLR 2021, Algorithms 1–2. See the module docstring for why this is a
+  wrapper rather than a link of a chain.
+
+  Args:
+    inner: the transformation producing the step :math:`p` from the raw
+      gradient, e.g. ``optax.scale_by_adam()`` or ``optax.trace(0.9)``.
+    delta: the cosine threshold :math:`\delta`, >= 0.
+    wd_ratio: factor :math:`r` of the weight decay on projected leaves, >= 0.
+    weight_decay: decoupled decay :math:`d` added to the step (scale it by the
+      learning rate after this wrapper); a float >= 0 or a schedule.
+    weight_decay_mask: a pytree of bools (or a callable), ``True`` where decay
+      applies, as in ``optax.add_decayed_weights``.
+    eps: in the cosine and in :math:`\hat w`, >= 0.
+    channel_axis: the output-channel axis of a kernel: ``-1`` for Flax
+      ``Dense``/``Conv`` kernels (``(..., in, out)``); ``0`` for PyTorch
+      layouts ``(out, in, ...)``. Leaves with ``ndim <= 1`` are never projected.
+
+  ``update`` needs ``params``. Example:
+    >>> import jax.numpy as jnp, optax
+    >>> from novograd_optax import project_scale_invariant
+    >>> tx = optax.chain(
+    ...     project_scale_invariant(optax.scale_by_adam(), weight_decay=1e-2),
+    ...     optax.scale_by_learning_rate(1e-3))
+    >>> params = {"kernel": jnp.eye(3), "bias": jnp.zeros(3)}
+    >>> state = tx.init(params)
+    >>> grads = {"kernel": jnp.ones((3, 3)) - jnp.eye(3), "bias": jnp.ones(3)}
+    >>> updates, state = tx.update(grads, state, params)
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+  """
+  validation.check_non_negative("delta", delta)
+  validation.check_non_negative("wd_ratio", wd_ratio)
+  validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
+  validation.check_non_negative("eps", eps)
+  if isinstance(channel_axis, bool) or not isinstance(channel_axis, int):
+    raise TypeError(f"channel_axis must be an int; got {channel_axis!r}.")
+  decay = optax.add_decayed_weights(weight_decay, weight_decay_mask)
+
+  def init_fn(params):
+    return ProjectScaleInvariantState(
+        inner_state=inner.init(params), decay_state=decay.init(params))
+
+  def update_fn(updates, state, params=None, **extra_args):
+    if params is None:
+      raise ValueError(
+          "project_scale_invariant (AdamP/SGDP) needs the current parameters;"
+          " call `optimizer.update(grads, opt_state, params)`.")
+    steps, inner_state = optax.with_extra_args_support(inner).update(
+        updates, state.inner_state, params, **extra_args)
+    grads, treedef = jax.tree.flatten(updates)
+    pairs = [
+        _project_leaf(g, w, p, delta, wd_ratio, eps, channel_axis)
+        for g, w, p in zip(grads, treedef.flatten_up_to(params),
+                           treedef.flatten_up_to(steps), strict=True)]
+    projected = treedef.unflatten([step for step, _ in pairs])
+    factors = treedef.unflatten([factor for _, factor in pairs])
+    # Decaying `wd_factor * w` reuses optax's schedule and mask handling.
+    scaled_params = jax.tree.map(
+        lambda w, f: (w * f).astype(w.dtype), params, factors)
+    out, decay_state = decay.update(projected, state.decay_state, scaled_params)
+    return out, ProjectScaleInvariantState(inner_state, decay_state)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

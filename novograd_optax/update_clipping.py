@@ -1,0 +1,146 @@
+r"""Layer-wise trust-ratio clipping: LARC's clip mode and the speech toolkit's LUC.
+
+For every layer, with :math:`x` the incoming updates (a gradient, or an
+optimizer's step), :math:`w` the weights and :math:`\lambda` the learning rate
+that will multiply the output::
+
+    local = trust * ||w|| / (||x|| + wd * ||w|| + eps)
+    clip mode:   x <- (x + wd * w) * min(local / lr, 1)     # ||lr * x|| <= trust * ||w||
+    scale mode:  x <- (x + wd * w) * local
+
+* **LARC** (You et al., 2017; the clip mode of NVIDIA's implementation, used for
+  Jasper in the NovoGrad paper) *precedes* an optimizer:
+  ``chain(clip_by_layerwise_trust_ratio(trust, learning_rate=lr, weight_decay=wd),
+  optax.sgd(lr, momentum))``.
+* **LUC** (layer-wise update clipping of a speech toolkit's NovoGrad) clips the
+  optimizer's moment :math:`m` *before* the learning rate:
+  ``step = min(trust ||w|| / (||m|| + eps), lr) * m``. That is the clip mode
+  with ``weight_decay=0`` placed just before ``scale_by_learning_rate(lr)``;
+  ``novograd(update_clip_trust=...)`` does exactly this.
+* **After any optimizer**, keep ``learning_rate=1``: the updates already carry
+  the learning rate, and every layer's step is capped at ``trust * ||w||``.
+
+A layer with :math:`\|w\| = 0` or :math:`\|x\| = 0` is left unscaled, as in
+``optax.scale_by_trust_ratio`` and NVIDIA's LARC (the toolkit's LUC would never
+move a zero-initialized layer). Scale mode with ``weight_decay=0`` and one
+layer per leaf is ``optax.scale_by_trust_ratio(trust_coefficient=trust,
+eps=eps)``; that transformation returns the scaled updates, not the ratio, so
+it cannot give the clip mode's ``min(local / lr, 1)`` and per-layer norms of
+stacked leaves, which is why the ratio is computed here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from optax._src import numerics
+
+from novograd_optax import layer_axes as layer_axes_lib
+from novograd_optax import validation
+from novograd_optax.layerwise_norm import layer_squared_norms
+
+MODES = ("clip", "scale")
+
+
+class ClipByLayerwiseTrustRatioState(NamedTuple):
+  """Step count, read by ``learning_rate`` and ``weight_decay`` schedules."""
+
+  count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in optax
+
+
+def clip_by_layerwise_trust_ratio(
+    trust_coefficient: jax.typing.ArrayLike = 0.02,
+    learning_rate: optax.ScalarOrSchedule = 1.0,
+    *,
+    weight_decay: optax.ScalarOrSchedule = 0.0,
+    eps: jax.typing.ArrayLike = 1e-8,
+    mode: str = "clip",
+    layer_axes: layer_axes_lib.LayerAxes = None,
+    axis_name: Any = None,
+) -> optax.GradientTransformation:
+  r"""Clips (or scales) each layer's update by its trust ratio.
+
+  .. math::
+     \ell = \frac{\eta\,\|w\|}{\|x\| + d\,\|w\| + \epsilon}, \qquad
+     x \leftarrow (x + d\,w)\,\min(\ell/\lambda, 1)\ \ (\text{clip}), \qquad
+     x \leftarrow (x + d\,w)\,\ell\ \ (\text{scale})
+
+  You, Gitman and Ginsburg, *Large Batch Training of Convolutional Networks*,
+  2017 (LARS/LARC); the clip mode and the layer-wise update clipping of the
+  NovoGrad paper's Jasper setup. In clip mode the final step
+  :math:`\lambda x` of every layer has norm at most :math:`\eta\|w\|` when
+  nothing after this transformation but the learning rate rescales it.
+
+  Args:
+    trust_coefficient: :math:`\eta` > 0 (LARC: 0.02; the toolkit's LUC: 1e-3).
+    learning_rate: :math:`\lambda`, the learning rate applied *after* this
+      transformation (a float >= 0 or a schedule); 1 when the updates already
+      include it, i.e. after a complete optimizer. (With a rate of 0 nothing is
+      clipped: the step is zero anyway.)
+    weight_decay: :math:`d` >= 0 or a schedule: an L2 term added to the
+      updates before scaling and bounded in the ratio, as NVIDIA's LARC does
+      (the inner optimizer should then have no decay of its own).
+    eps: added to the denominator, >= 0.
+    mode: ``"clip"`` (LARC's default, and LUC) or ``"scale"`` (LARS' local
+      learning rate).
+    layer_axes: axes of leaves that index stacked layers; see
+      :mod:`novograd_optax.layer_axes`. ``None``: one layer per leaf.
+    axis_name: mesh axis name(s) over which leaves are split inside
+      ``shard_map``/``pmap``; the norms are ``psum``-ed over them.
+
+  ``update`` needs ``params``. Example:
+    >>> import jax.numpy as jnp, optax
+    >>> from novograd_optax import clip_by_layerwise_trust_ratio
+    >>> lr = optax.cosine_decay_schedule(0.1, 1000)
+    >>> larc = optax.chain(
+    ...     clip_by_layerwise_trust_ratio(0.02, learning_rate=lr, weight_decay=1e-4),
+    ...     optax.sgd(lr, momentum=0.9))
+    >>> capped_adam = optax.chain(optax.adam(1e-3), clip_by_layerwise_trust_ratio(1e-3))
+    >>> params = {"w": jnp.ones((3, 2))}
+    >>> state = larc.init(params)
+    >>> updates, state = larc.update({"w": jnp.ones((3, 2))}, state, params)
+
+  Returns:
+    An :class:`optax.GradientTransformation`.
+  """
+  validation.check_scalar("trust_coefficient", trust_coefficient, low=0.0,
+                          low_inclusive=False)
+  validation.check_non_negative("learning_rate", learning_rate, allow_schedule=True)
+  validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
+  validation.check_non_negative("eps", eps)
+  validation.check_choice("mode", mode, MODES)
+  validation.check_axis_name("axis_name", axis_name)
+  layer_axes_lib.check_layer_axes(layer_axes)
+
+  def init_fn(params):
+    del params
+    return ClipByLayerwiseTrustRatioState(count=jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError(
+          "clip_by_layerwise_trust_ratio (LARC/LUC, novograd's update_clip_trust)"
+          " needs the current parameters; call `optimizer.update(grads, opt_state,"
+          " params)`.")
+    lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+    decay = weight_decay(state.count) if callable(weight_decay) else weight_decay
+    layers = layer_axes_lib.resolve_layer_axes(layer_axes, updates)
+
+    def clip_leaf(x, w, lay):
+      w_norm = jnp.sqrt(layer_squared_norms(w, lay, "l2", axis_name))
+      x_norm = jnp.sqrt(layer_squared_norms(x, lay, "l2", axis_name))
+      local = trust_coefficient * w_norm / (x_norm + decay * w_norm + eps)
+      factor = jnp.minimum(local / lr, 1.0) if mode == "clip" else local
+      factor = jnp.where((w_norm == 0) | (x_norm == 0), 1.0, factor)
+      factor = jnp.expand_dims(factor, lay.reduce_axes)
+      compute = jnp.promote_types(x.dtype, factor.dtype)
+      decayed = x.astype(compute) + decay * w.astype(compute)
+      return (decayed * factor).astype(x.dtype)
+
+    updates = jax.tree.map(clip_leaf, updates, params, layers)
+    return updates, ClipByLayerwiseTrustRatioState(numerics.safe_increment(state.count))
+
+  return optax.GradientTransformation(init_fn, update_fn)

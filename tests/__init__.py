@@ -1,0 +1,1 @@
+"""Test suite of novograd_optax (a package, so tests can share `tests.reference`)."""

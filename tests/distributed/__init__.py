@@ -1,0 +1,1 @@
+"""Every JAX parallelism mode checked against a one-device run (issue 4)."""

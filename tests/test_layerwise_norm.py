@@ -1,0 +1,144 @@
+"""scale_by_layerwise_norm against a NumPy transcription of the paper's eq. (1)."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl.testing import absltest, parameterized
+
+from novograd_optax import ScaleByLayerwiseNormState, scale_by_layerwise_norm
+from tests.reference.numpy_novograd import numpy_novograd, random_problem
+
+NAMES = ("kernel", "matrix", "scalar", "vector")  # jax.tree.leaves order of a dict.
+SHAPES = ((3, 3, 2, 4), (5, 3), (), (7,))
+# The scalar's gradients are tiny (||g||^2 ~ 1e-6), so where eps sits matters.
+LEAF_SCALES = (1.0, 1.0, 1e-3, 1.0)
+NUM_STEPS = 20
+
+DTYPES = {
+    "float32": jnp.float32,
+    "bfloat16": jnp.bfloat16,
+    "float16": jnp.float16,
+    "complex64": jnp.complex64,
+}
+# Tolerances of the normalized gradient, which is rounded to the gradient dtype.
+OUTPUT_RTOL = {"float32": 1e-5, "bfloat16": 1e-2, "float16": 2e-3, "complex64": 1e-5}
+
+# Options of the normalization alone, per variant of the paper.
+VARIANTS = {
+    "default": {},
+    "amsgrad": dict(amsgrad=True),
+    "linf": dict(norm="linf"),
+    "zero_init": dict(init="zero"),
+    "b2_zero": dict(b2=0.0),
+    "paper_eps": dict(eps=0.0, eps_root=1e-6),
+    "all_options": dict(b2=0.5, eps=1e-4, eps_root=1e-5, amsgrad=True, norm="linf", init="zero"),
+}
+
+
+def as_tree(leaves):
+  return dict(zip(NAMES, leaves, strict=True))
+
+
+def widen(x):
+  x = np.asarray(x)
+  return x.astype(np.complex128 if np.iscomplexobj(x) else np.float64)
+
+
+class ScaleByLayerwiseNormTest(chex.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.product(dtype=tuple(DTYPES), variant=tuple(VARIANTS))
+  def test_matches_numpy_reference(self, dtype, variant):
+    kwargs = VARIANTS[variant]
+    params, grads = random_problem(SHAPES, NUM_STEPS, DTYPES[dtype], seed=1,
+                                   leaf_scales=LEAF_SCALES)
+    reference = numpy_novograd(params, grads, **kwargs)
+    tx = scale_by_layerwise_norm(**kwargs)
+    update = self.variant(tx.update)
+    state = tx.init(as_tree(params))
+    for step in range(NUM_STEPS):
+      out, state = update(as_tree(grads[step]), state)
+      for name, ours, expected, nu in zip(
+          NAMES, jax.tree.leaves(out), reference.normalized[step], reference.nu[step],
+          strict=True):
+        self.assertEqual(ours.dtype, DTYPES[dtype], name)
+        np.testing.assert_allclose(
+            widen(ours), expected, rtol=OUTPUT_RTOL[dtype], atol=1e-7,
+            err_msg=f"{variant} {dtype} step {step + 1} {name}")
+        # The moment is float32 whatever the gradient dtype.
+        self.assertEqual(state.nu[name].dtype, jnp.float32)
+        np.testing.assert_allclose(state.nu[name], nu, rtol=2e-5, atol=0,
+                                   err_msg=f"nu, step {step + 1} {name}")
+    self.assertEqual(int(state.count), NUM_STEPS)
+
+  def test_variants_differ_from_default(self):
+    # Guards the test above: each variant must change the reference's output on
+    # this problem, or matching it would prove nothing about that option.
+    params, grads = random_problem(SHAPES, NUM_STEPS, np.float32, seed=1,
+                                   leaf_scales=LEAF_SCALES)
+    default = numpy_novograd(params, grads).normalized
+    for variant, kwargs in VARIANTS.items():
+      if variant == "default":
+        continue
+      other = numpy_novograd(params, grads, **kwargs).normalized
+      difference = max(np.max(np.abs(a - b))
+                       for a, b in zip(sum(default, []), sum(other, []), strict=True))
+      self.assertGreater(difference, 1e-3, variant)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_float16_layer_with_squared_norm_above_float16_max(self):
+    # ||g||^2 = 100 * 30^2 = 90000 > 65504, the largest float16.
+    grads = {"w": jnp.full((100,), 30.0, jnp.float16)}
+    tx = scale_by_layerwise_norm()
+    state = tx.init(grads)
+    out, state = self.variant(tx.update)(grads, state)
+    self.assertEqual(out["w"].dtype, jnp.float16)
+    self.assertTrue(bool(jnp.all(jnp.isfinite(out["w"]))))
+    np.testing.assert_allclose(state.nu["w"], 90000.0, rtol=1e-6)
+    # g / ||g|| = 30 / 300.
+    np.testing.assert_allclose(np.asarray(out["w"], np.float32), 0.1, rtol=1e-3)
+
+  def test_optax_scale_by_novograd_overflows_in_float16(self):
+    # The documented peer behaviour the test above guards against: optax 0.2.8
+    # keeps nu in float16, gets inf and returns a zero update.
+    grads = {"w": jnp.full((100,), 30.0, jnp.float16)}
+    tx = optax.scale_by_novograd()
+    state = tx.init(grads)
+    out, state = tx.update(grads, state, grads)
+    self.assertTrue(bool(jnp.isinf(state.nu["w"])))
+    np.testing.assert_array_equal(np.asarray(out["w"], np.float32), 0.0)
+
+  def test_state_layout(self):
+    params = {"a": jnp.ones((3, 4), jnp.bfloat16), "b": jnp.ones((2,), jnp.float16),
+              "c": jnp.ones((5,), jnp.complex64)}
+    state = scale_by_layerwise_norm().init(params)
+    self.assertIsInstance(state, ScaleByLayerwiseNormState)
+    self.assertIsNone(state.nu_max)  # no AMSGrad storage unless asked for.
+    for name in params:
+      self.assertEqual(state.nu[name].shape, ())
+      self.assertEqual(state.nu[name].dtype, jnp.float32)
+    self.assertEqual(state.count.dtype, jnp.int32)
+    amsgrad_state = scale_by_layerwise_norm(amsgrad=True).init(params)
+    chex.assert_trees_all_equal_shapes_and_dtypes(amsgrad_state.nu_max, state.nu)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_complex_gradients_use_sum_of_squared_magnitudes(self):
+    g = jnp.array([3 + 4j, 1j, -2.0], jnp.complex64)  # sum |g|^2 = 25 + 1 + 4 = 30.
+    tx = scale_by_layerwise_norm(b2=0.0, eps=0.0)
+    out, state = self.variant(tx.update)({"w": g}, tx.init({"w": g}))
+    np.testing.assert_allclose(state.nu["w"], 30.0, rtol=1e-6)
+    np.testing.assert_allclose(out["w"], np.asarray(g) / np.sqrt(30.0), rtol=1e-6)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_zero_gradient_stays_finite(self):
+    # A frozen layer (all-zero gradient) with the default eps gives 0, not nan.
+    grads = {"w": jnp.zeros((4,)), "b": jnp.ones((2,))}
+    tx = scale_by_layerwise_norm()
+    out, _ = self.variant(tx.update)(grads, tx.init(grads))
+    np.testing.assert_array_equal(out["w"], 0.0)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,0 +1,116 @@
+"""The MNIST-1D example: runs offline in quick mode, learns, and its data are deterministic."""
+
+import importlib.util
+import math
+import os
+import socket
+
+import numpy as np
+import pytest
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "mnist1d.py")
+CHANCE = 0.1  # ten balanced classes
+
+
+def _load_example():
+  # Loaded by path: the file is named like the `mnist1d` package it uses.
+  spec = importlib.util.spec_from_file_location("mnist1d_example", EXAMPLE)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+example = _load_example()
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+  """Any attempt to open a connection (sockets or requests) fails the test."""
+
+  def refuse(*args, **kwargs):
+    raise AssertionError(f"network access attempted: {args!r}")
+
+  monkeypatch.setattr(socket.socket, "connect", refuse)
+  monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+  monkeypatch.setattr(socket, "create_connection", refuse)
+  requests = pytest.importorskip("requests")  # mnist1d imports it; installed with it
+  monkeypatch.setattr(requests.Session, "request", refuse)
+
+
+def test_help_lists_the_flags(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    example.main(["--help"])
+  assert exit_info.value.code == 0
+  out = capsys.readouterr().out
+  for flag in ("--quick", "--batch-sizes", "--epochs", "--lr-grid", "--model", "--plot"):
+    assert flag in out
+
+
+def test_load_data_is_deterministic_and_offline(no_network, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  global_state = np.random.get_state()
+  first = example.load_data(num_samples=1000, seed=3)
+  again = example.load_data(num_samples=1000, seed=3)
+  other = example.load_data(num_samples=1000, seed=4)
+  assert sorted(first) == ["x_test", "x_train", "x_val", "y_test", "y_train", "y_val"]
+  for key in first:
+    np.testing.assert_array_equal(first[key], again[key])
+  assert not np.array_equal(first["x_train"], other["x_train"])
+  # 80% train (10% of it validation), 20% test; 40 samples per signal.
+  assert first["x_train"].shape == (720, 40) and first["x_val"].shape == (80, 40)
+  assert first["x_test"].shape == (200, 40)
+  assert set(np.unique(first["y_train"])) == set(range(10))
+  # The caller's global NumPy generator is left as it was.
+  np.testing.assert_array_equal(np.random.get_state()[1], global_state[1])
+  assert os.listdir(tmp_path) == []  # mnist1d's get_dataset would write a pickle here
+
+
+def test_load_data_cache_round_trips(tmp_path):
+  fresh = example.load_data(num_samples=500, seed=1, cache_dir=str(tmp_path))
+  assert len(os.listdir(tmp_path)) == 1
+  cached = example.load_data(num_samples=500, seed=1, cache_dir=str(tmp_path))
+  for key in fresh:
+    np.testing.assert_array_equal(fresh[key], cached[key])
+
+
+def test_optimizers_match_optax_without_decay():
+  """With weight decay 0 our NovoGrad is optax's novograd (its reference definition)."""
+  import jax.numpy as jnp
+  import optax
+
+  params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+  grads = {"w": jnp.full((2, 3), 0.5), "b": jnp.arange(3.0)}
+  ours = example.make_optimizer("novograd", 0.1, weight_decay=0.0)
+  ref = optax.novograd(0.1, b1=0.95, b2=0.5, weight_decay=0.0)
+  ours_state, ref_state = ours.init(params), ref.init(params)
+  for _ in range(3):
+    ours_updates, ours_state = ours.update(grads, ours_state, params)
+    ref_updates, ref_state = ref.update(grads, ref_state, params)
+    for key in params:
+      np.testing.assert_allclose(ours_updates[key], ref_updates[key], rtol=1e-6)
+  with pytest.raises(ValueError, match="optimizer"):
+    example.make_optimizer("adagrad", 0.1)
+  with pytest.raises(ValueError, match="model"):
+    example.make_model("rnn")
+
+
+def test_quick_run_learns_offline(no_network, tmp_path, monkeypatch, capsys):
+  monkeypatch.chdir(tmp_path)
+  plot = tmp_path / "sweep.png"
+  rows = example.main(["--quick", "--plot", str(plot)])
+  out = capsys.readouterr().out
+
+  assert {(r["optimizer"], r["batch_size"]) for r in rows} == {
+      (o, b) for o in example.OPTIMIZERS for b in (32, 512)}
+  for row in rows:
+    loss = row["train_loss"]
+    # The loss of the chosen run falls from the first to the last epoch, and ends
+    # below that of a uniform guess, log(10).
+    assert loss[-1] < loss[0], row["optimizer"]
+    assert loss[-1] < math.log(10), row["optimizer"]
+    # 800 test samples: chance accuracy is 10% +- 1%; 15% is far above it.
+    assert row["test_accuracy"] > CHANCE + 0.05, (row["optimizer"], row["batch_size"])
+  for name in example.OPTIMIZERS:
+    assert f"| {name} |" in out
+  assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert sorted(os.listdir(tmp_path)) == ["sweep.png"]  # no downloaded or cached data

@@ -1,0 +1,111 @@
+"""Per-layer statistics read out of optimizer states."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from novograd_optax import (
+    flatten_for_logging,
+    layerwise_statistics,
+    novograd,
+    scale_by_layerwise_norm,
+)
+from tests.reference.numpy_novograd import numpy_novograd, random_problem
+
+NUM_STEPS = 5
+
+
+def problem(dtype=np.float32, seed=20):
+  # In the order of jax.tree.leaves: dense.b, dense.w, stack.
+  params, grads = random_problem([(3,), (4, 3), (2, 3, 3)], NUM_STEPS, dtype, seed=seed)
+  tree = lambda leaves: {"dense": {"b": jnp.asarray(leaves[0]), "w": jnp.asarray(leaves[1])},
+                         "stack": jnp.asarray(leaves[2])}
+  return params, grads, tree
+
+
+def run(opt, params, grads, tree):
+  p = tree(params)
+  state = opt.init(p)
+  for g in grads:
+    updates, state = opt.update(tree(g), state, p)
+    p = optax.apply_updates(p, updates)
+  return state
+
+
+def test_statistics_match_reference_and_are_keyed_like_params():
+  params, grads, tree = problem()
+  layer_axes = {"dense": None, "stack": 0}
+  state = run(novograd(0.1, b2=0.5, layer_axes=layer_axes), params, grads, tree)
+  stats = layerwise_statistics(state)
+  reference = numpy_novograd(params, grads, b2=0.5, layer_axes=[None, None, 0])
+  expected_nu = tree(reference.nu[-1])
+  chex.assert_trees_all_equal_structs(stats.second_moment, tree(params))
+  chex.assert_trees_all_close(stats.second_moment, expected_nu, rtol=1e-5)
+  chex.assert_trees_all_close(stats.gradient_norm, jax.tree.map(np.sqrt, expected_nu), rtol=1e-5)
+  assert stats.second_moment["stack"].shape == (2,)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64])
+def test_b2_zero_gives_the_true_gradient_norm(dtype):
+  params, grads, tree = problem(dtype)
+  layer_axes = {"dense": None, "stack": 0}
+  state = run(novograd(0.1, b2=0.0, layer_axes=layer_axes), params, grads, tree)
+  norms = layerwise_statistics(state).gradient_norm
+  last = tree(grads[-1])
+  np.testing.assert_allclose(norms["dense"]["w"], np.linalg.norm(last["dense"]["w"]), rtol=1e-5)
+  np.testing.assert_allclose(norms["dense"]["b"], np.linalg.norm(last["dense"]["b"]), rtol=1e-5)
+  for i in range(2):
+    np.testing.assert_allclose(norms["stack"][i], np.linalg.norm(last["stack"][i]), rtol=1e-5)
+
+
+def test_found_inside_wrappers():
+  params, grads, tree = problem()
+  plain = layerwise_statistics(run(novograd(0.1), params, grads, tree)).second_moment
+  wrapped = {
+      "chain": optax.chain(optax.clip_by_global_norm(1e9), novograd(0.1)),
+      "inject_hyperparams": optax.inject_hyperparams(novograd)(learning_rate=0.1),
+      "custom_chain": optax.chain(optax.clip(1e9), scale_by_layerwise_norm(), optax.trace(0.9),
+                                  optax.scale_by_learning_rate(0.1)),
+  }
+  for name, opt in wrapped.items():
+    stats = layerwise_statistics(run(opt, params, grads, tree))
+    chex.assert_trees_all_close(stats.second_moment, plain, rtol=1e-6, custom_message=name)
+  # MultiSteps: the moments only move every k steps, on the mean of the k
+  # accumulated gradients.
+  k = 2
+  multi = optax.MultiSteps(novograd(0.1), every_k_schedule=k)
+  state = run(multi, params, grads[:4], tree)
+  means = [[(a + b) / 2 for a, b in zip(grads[2 * i], grads[2 * i + 1], strict=True)]
+           for i in range(2)]
+  expected = layerwise_statistics(run(novograd(0.1), params, means, tree)).second_moment
+  chex.assert_trees_all_close(layerwise_statistics(state).second_moment, expected, rtol=1e-5)
+
+
+def test_no_layerwise_state_is_an_error():
+  params = {"w": jnp.ones(3)}
+  with pytest.raises(ValueError, match="scale_by_layerwise_norm"):
+    layerwise_statistics(optax.adam(0.1).init(params))
+
+
+def test_flatten_for_logging():
+  tree = {"dense": {"w": jnp.asarray(2.0)}, "stack": jnp.asarray([1.0, 3.0]),
+          "grid": jnp.arange(4.0).reshape(2, 2)}
+  flat = flatten_for_logging(tree, prefix="nu")
+  assert set(flat) == {"nu['dense']['w']", "nu['stack'][0]", "nu['stack'][1]",
+                       "nu['grid'][0, 0]", "nu['grid'][0, 1]", "nu['grid'][1, 0]",
+                       "nu['grid'][1, 1]"}
+  assert float(flat["nu['dense']['w']"]) == 2.0
+  assert float(flat["nu['stack'][1]"]) == 3.0
+  assert float(flat["nu['grid'][1, 0]"]) == 2.0
+  assert all(np.ndim(v) == 0 for v in flat.values())
+
+
+def test_flatten_statistics_of_a_run():
+  params, grads, tree = problem()
+  state = run(novograd(0.1, layer_axes={"dense": None, "stack": 0}), params, grads, tree)
+  flat = flatten_for_logging(layerwise_statistics(state).gradient_norm)
+  assert sorted(flat) == ["['dense']['b']", "['dense']['w']", "['stack'][0]", "['stack'][1]"]
+  assert all(np.isfinite(float(v)) and float(v) > 0 for v in flat.values())
