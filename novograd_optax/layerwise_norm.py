@@ -85,6 +85,29 @@ def layer_squared_norms(
   return per_layer
 
 
+# Leaves up to this size are normalized together with the other leaves of their
+# shape: stacking copies them once, which costs less than the per-kernel
+# overhead of reducing and updating each one alone (docs/performance.md).
+STACK_MAX_SIZE = 1 << 14
+
+
+def _stackable_groups(grads, lays, nus) -> list[list[int]]:
+  """Indices of the leaves, grouped when they are small and share shape, dtype
+  and layer layout; large or unique leaves form groups of one."""
+  groups: dict[Any, list[int]] = {}
+  for i, (g, lay, nu) in enumerate(zip(grads, lays, nus, strict=True)):
+    shape, size = jnp.shape(g), jnp.size(g)
+    key = (shape, jnp.result_type(g), lay, jnp.result_type(nu)) if size <= STACK_MAX_SIZE else i
+    groups.setdefault(key, []).append(i)
+  return list(groups.values())
+
+
+def _stacked_layers(lay: layer_axes_lib.LeafLayers) -> layer_axes_lib.LeafLayers:
+  """The layout of leaves with layout ``lay`` stacked on a new leading axis."""
+  return layer_axes_lib.LeafLayers(
+      (0,) + tuple(a + 1 for a in lay.layer_axes), tuple(a + 1 for a in lay.reduce_axes))
+
+
 def scale_by_layerwise_norm(
     b2: jax.typing.ArrayLike = 0.25,
     eps: jax.typing.ArrayLike = 1e-6,
@@ -172,22 +195,41 @@ def scale_by_layerwise_norm(
     else:
       decay = b2
 
-    def new_moment(g, nu, lay):
+    def moments(g, lay, nu, nu_max):
+      """New moment(s) and the denominator of one leaf or of a stack of leaves."""
       squared_norm = layer_squared_norms(g, lay, norm, axis_name)
-      return (decay * nu + (1.0 - decay) * squared_norm).astype(nu.dtype)
+      nu = (decay * nu + (1.0 - decay) * squared_norm).astype(nu.dtype)
+      nu_max = jnp.maximum(nu_max, nu) if amsgrad else None
+      denominator = jnp.sqrt((nu_max if amsgrad else nu) + eps_root) + eps
+      return nu, nu_max, denominator
 
-    nu = jax.tree.map(new_moment, updates, state.nu, layers)
-    nu_max = (
-        jax.tree.map(jnp.maximum, state.nu_max, nu) if amsgrad else None)
+    grads, treedef = jax.tree.flatten(updates)
+    lays = treedef.flatten_up_to(layers)
+    old_nu = treedef.flatten_up_to(state.nu)
+    old_nu_max = treedef.flatten_up_to(state.nu_max) if amsgrad else [None] * len(grads)
+    nu, nu_max, denominators = ([None] * len(grads) for _ in range(3))
+    for group in _stackable_groups(grads, lays, old_nu):
+      if len(group) == 1:
+        (i,) = group
+        nu[i], nu_max[i], denominators[i] = moments(grads[i], lays[i], old_nu[i], old_nu_max[i])
+        continue
+      # Small leaves of one shape: one reduction and one moment update for all
+      # of them instead of a few tiny kernels each (see docs/performance.md).
+      def stack(leaves, group=group):
+        return jnp.stack([leaves[i] for i in group])
+      stacked = moments(stack(grads), _stacked_layers(lays[group[0]]), stack(old_nu),
+                        stack(old_nu_max) if amsgrad else None)
+      for k, i in enumerate(group):
+        nu[i], nu_max[i], denominators[i] = (x if x is None else x[k] for x in stacked)
 
-    def normalize(g, moment, lay):
-      denominator = jnp.sqrt(moment + eps_root) + eps
+    def normalize(g, denominator, lay):
       denominator = jnp.expand_dims(denominator, lay.reduce_axes)
       compute = jnp.promote_types(g.dtype, denominator.dtype)
       return (g.astype(compute) / denominator).astype(g.dtype)
 
-    updates = jax.tree.map(normalize, updates, nu_max if amsgrad else nu, layers)
+    updates = treedef.unflatten(map(normalize, grads, denominators, lays))
     return updates, ScaleByLayerwiseNormState(
-        count=numerics.safe_increment(state.count), nu=nu, nu_max=nu_max)
+        count=numerics.safe_increment(state.count), nu=treedef.unflatten(nu),
+        nu_max=treedef.unflatten(nu_max) if amsgrad else None)
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -114,3 +114,13 @@ def test_quick_run_learns_offline(no_network, tmp_path, monkeypatch, capsys):
     assert f"| {name} |" in out
   assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert sorted(os.listdir(tmp_path)) == ["sweep.png"]  # no downloaded or cached data
+
+
+def test_cnn_learns_with_a_single_learning_rate():
+  data = example.load_data(num_samples=2000, seed=0)
+  result = example.train("novograd", 0.05, 64, 3, data=data, model="cnn")
+  assert result["train_loss"].shape == (3,)  # a float lr: no learning-rate axis
+  assert result["train_loss"][-1] < result["train_loss"][0]
+  assert result["train_loss"][-1] < math.log(10)
+  # 400 test samples: chance is 10% +- 1.5%.
+  assert result["test_accuracy"] > CHANCE + 0.1

@@ -11,7 +11,14 @@ import optax
 import pytest
 
 from novograd_optax import novograd
-from tests.optimizer_cases import ALL_CASES, NOVOGRAD_CASES, case_params, make_params, run
+from tests.optimizer_cases import (
+  ALL_CASES,
+  NOVOGRAD_CASES,
+  assert_close,
+  case_params,
+  make_params,
+  run,
+)
 
 
 def _all_finite(tree) -> bool:
@@ -174,7 +181,7 @@ def test_apply_if_finite_leaves_params_and_state_unchanged(case):
   # XLA fusing the wrapped update differently).
   after, _ = step(new_params, new_state, make_params(4))
   expected, _ = run(case.build(), make_params(), [make_params(t) for t in (1, 2, 4)], jit=True)
-  chex.assert_trees_all_close(after, expected, rtol=1e-5, atol=1e-6)
+  assert_close(case, after, expected, rtol=1e-5)
 
 
 def test_nan_gradient_without_wrapper_poisons_only_its_layer_forever():

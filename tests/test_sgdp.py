@@ -83,7 +83,7 @@ class SgdpTest(chex.TestCase, parameterized.TestCase):
   @parameterized.parameters(False, True)
   def test_generic_kernel_equals_optax_sgd_with_decoupled_decay(self, nesterov):
     lr = optax.cosine_decay_schedule(0.05, 10)
-    momentum, wd = 0.9, 0.01
+    momentum, wd = 0.9, optax.linear_schedule(0.01, 0.001, 10)
     rng = np.random.default_rng(4)
     params = {"kernel": jnp.float32(rng.normal(size=(3, 3, 2, 4))),
               "dense": jnp.float32(rng.normal(size=(5, 3))),
@@ -91,7 +91,7 @@ class SgdpTest(chex.TestCase, parameterized.TestCase):
     ours = sgdp(lr, momentum, weight_decay=wd, nesterov=nesterov)
     # optax.sgd = trace + learning rate; decoupled decay wd/(1-momentum) in between.
     theirs = optax.chain(optax.trace(momentum, nesterov=nesterov),
-                         optax.add_decayed_weights(wd / (1 - momentum)),
+                         optax.add_decayed_weights(lambda c: wd(c) / (1 - momentum)),
                          optax.scale_by_learning_rate(lr))
     update = self.variant(ours.update)
     p_ours, s_ours = params, ours.init(params)

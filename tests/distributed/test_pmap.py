@@ -31,6 +31,7 @@ def pmap_run(steps_inputs, steps_targets, tx):
   split = lambda x: x.reshape(DEVICES, x.shape[0] // DEVICES, *x.shape[1:])
   for inputs, targets in zip(steps_inputs, steps_targets, strict=True):
     params, state = parallel_step(params, state, split(inputs), split(targets))
+    jax.block_until_ready(params)  # see toy_problem.sharded_run
   return jax.device_get((params, state))
 
 

@@ -56,6 +56,7 @@ def shard_map_run(steps_inputs, steps_targets, tx, check_vma=True):
   for inputs, targets in zip(steps_inputs, steps_targets, strict=True):
     params, state = step(params, state, jax.device_put(inputs, batch_sharding),
                          jax.device_put(targets, batch_sharding))
+    jax.block_until_ready(params)  # see toy_problem.sharded_run
   return jax.device_get((params, state))
 
 

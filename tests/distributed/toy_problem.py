@@ -106,6 +106,9 @@ def sharded_run(mesh, param_specs, steps_inputs, steps_targets, tx):
   for inputs, targets in zip(steps_inputs, steps_targets, strict=True):
     params, state = step(params, state, global_array(inputs, batch_sharding),
                          global_array(targets, batch_sharding))
+    # One step in flight at a time: fake CPU devices share a thread pool that
+    # queued steps waiting in each other's all-reduces could exhaust.
+    jax.block_until_ready(params)
   return params, state
 
 
