@@ -5,8 +5,8 @@ holds its accuracy as the batch grows to 32K at a fixed number of epochs, with t
 learning rate scaled with the batch. This example asks the same question at laptop
 scale: MNIST-1D (Greydanus, 2020), generated locally with ``mnist1d.data.make_dataset``
 (nothing is downloaded), a small MLP or 1-D CNN in Flax NNX, a fixed number of epochs,
-batch sizes from 32 to 4096, and for every optimizer x batch size a small learning-rate
-grid centred on a scaled base rate:
+batch sizes 64 to 4096 (``--batch-sizes``), and for every optimizer x batch size a small
+learning-rate grid centred on a scaled base rate:
 
 .. code-block:: text
 
@@ -387,6 +387,9 @@ def plot_results(rows: Sequence[dict[str, Any]], title: str = ""):
     ax.plot([r["batch_size"] for r in mine], [100 * r["test_accuracy"] for r in mine],
             marker="o", label=name)
   ax.set_xscale("log", base=2)
+  batch_sizes = sorted({r["batch_size"] for r in rows})
+  ax.set_xticks(batch_sizes, labels=[str(b) for b in batch_sizes])
+  ax.minorticks_off()
   ax.set_xlabel("batch size")
   ax.set_ylabel("test accuracy (%)")
   ax.set_title(title)

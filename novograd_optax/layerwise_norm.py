@@ -87,19 +87,25 @@ def layer_squared_norms(
 
 # Leaves up to this size are normalized together with the other leaves of their
 # shape: stacking copies them once, which costs less than the per-kernel
-# overhead of reducing and updating each one alone (docs/performance.md).
+# overhead of reducing and updating each one alone (docs/performance.md). Stacks
+# hold at most STACK_MAX_LEAVES leaves: XLA compiles a concatenation of thousands
+# of operands very slowly.
 STACK_MAX_SIZE = 1 << 14
+STACK_MAX_LEAVES = 64
 
 
 def _stackable_groups(grads, lays, nus) -> list[list[int]]:
-  """Indices of the leaves, grouped when they are small and share shape, dtype
-  and layer layout; large or unique leaves form groups of one."""
+  """Indices of the leaves, grouped (up to STACK_MAX_LEAVES) when they are small
+  and share shape, dtype and layer layout; other leaves form groups of one."""
   groups: dict[Any, list[int]] = {}
   for i, (g, lay, nu) in enumerate(zip(grads, lays, nus, strict=True)):
-    shape, size = jnp.shape(g), jnp.size(g)
-    key = (shape, jnp.result_type(g), lay, jnp.result_type(nu)) if size <= STACK_MAX_SIZE else i
+    if jnp.size(g) <= STACK_MAX_SIZE:
+      key = (jnp.shape(g), jnp.result_type(g), lay, jnp.result_type(nu))
+    else:
+      key = i
     groups.setdefault(key, []).append(i)
-  return list(groups.values())
+  return [group[start:start + STACK_MAX_LEAVES]
+          for group in groups.values() for start in range(0, len(group), STACK_MAX_LEAVES)]
 
 
 def _stacked_layers(lay: layer_axes_lib.LeafLayers) -> layer_axes_lib.LeafLayers:

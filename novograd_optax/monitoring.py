@@ -18,7 +18,8 @@ from novograd_optax.layerwise_norm import ScaleByLayerwiseNormState
 
 class LayerwiseStatistics(NamedTuple):
   """Pytrees keyed like the params: ``second_moment`` is :math:`v_t`,
-  ``gradient_norm`` is :math:`\\sqrt{v_t}`."""
+  ``gradient_norm`` is :math:`\\sqrt{v_t}`. With ``amsgrad`` this is still
+  :math:`v_t`, not the running maximum the update is normalized by."""
 
   second_moment: Any
   gradient_norm: Any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -19,30 +20,36 @@ import pytest
 from tests.optimizer_cases import ALL_CASES, case_params
 
 
+@functools.cache
+def _compiled_step(case_name: str):
+  """One optimizer and one jitted training step per case, shared by all runs."""
+  opt = next(c for c in ALL_CASES if c.name == case_name).build()
+
+  def loss(params, x, true_w):
+    prediction = params["s"] * (x @ params["w"]) + params["b"]
+    return jnp.mean((prediction - x @ true_w) ** 2)
+
+  @jax.jit
+  def step(params, state, key, true_w):
+    x = jax.random.normal(key, (16, 6))
+    grads = jax.grad(loss)(params, x, true_w)
+    updates, state = opt.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  return opt, step
+
+
 def train(case_name: str, seed: int, num_steps: int = 8):
   """A small regression model trained on random batches, all drawn from ``seed``."""
-  case = next(c for c in ALL_CASES if c.name == case_name)
+  opt, step = _compiled_step(case_name)
   init_key, data_key = jax.random.split(jax.random.key(seed))
   k1, k2, k3 = jax.random.split(init_key, 3)
   params = {"w": jax.random.normal(k1, (6, 4)) * 0.5, "b": jnp.zeros(4),
             "s": jax.random.normal(k2, ())}
   true_w = jax.random.normal(k3, (6, 4))
-  opt = case.build()
-
-  def loss(params, x):
-    prediction = params["s"] * (x @ params["w"]) + params["b"]
-    return jnp.mean((prediction - x @ true_w) ** 2)
-
-  @jax.jit
-  def step(params, state, key):
-    x = jax.random.normal(key, (16, 6))
-    grads = jax.grad(loss)(params, x)
-    updates, state = opt.update(grads, state, params)
-    return optax.apply_updates(params, updates), state
-
   state = opt.init(params)
   for key in jax.random.split(data_key, num_steps):
-    params, state = step(params, state, key)
+    params, state = step(params, state, key, true_w)
   return params
 
 

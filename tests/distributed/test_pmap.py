@@ -8,6 +8,8 @@ import optax
 import pytest
 from jax import lax
 
+import novograd_optax
+
 from . import toy_problem
 
 DEVICES = 8
@@ -48,3 +50,20 @@ def test_pmap_data_parallel_equals_one_device(options):
   # The run moved the params, so the comparison is not one of untouched inits.
   assert not np.allclose(params["dense1"]["kernel"][0],
                          toy_problem.initial_params()["dense1"]["kernel"])
+
+
+def test_axis_name_on_replicated_gradients_sums_identical_norms():
+  """Documents the rule of docs/scaling.md: after pmean every device holds the
+  whole gradient, so axis_name must stay None; with it, the per-layer norms of
+  all replicas would be summed, DEVICES times the true squared norm."""
+  grads = {"w": np.arange(6.0, dtype=np.float32).reshape(2, 3)}
+  tx = novograd_optax.scale_by_layerwise_norm(axis_name="batch")
+  stacked = jax.tree.map(lambda x: np.stack([x] * DEVICES), grads)
+
+  def first_moment(g):
+    _, state = tx.update(g, tx.init(g))
+    return state.nu
+
+  nu = jax.pmap(first_moment, axis_name="batch", devices=jax.devices()[:DEVICES])(stacked)
+  np.testing.assert_allclose(nu["w"], np.full(DEVICES, DEVICES * np.sum(grads["w"] ** 2)),
+                             rtol=1e-6)
