@@ -202,22 +202,25 @@ def scale_by_layerwise_norm(
       decay = b2
 
     def moments(g, lay, nu, nu_max):
-      """New moment(s) and the denominator of one leaf or of a stack of leaves."""
+      """New moment(s) and 1 / denominator of one leaf or of a stack of leaves."""
       squared_norm = layer_squared_norms(g, lay, norm, axis_name)
       nu = (decay * nu + (1.0 - decay) * squared_norm).astype(nu.dtype)
       nu_max = jnp.maximum(nu_max, nu) if amsgrad else None
-      denominator = jnp.sqrt((nu_max if amsgrad else nu) + eps_root) + eps
-      return nu, nu_max, denominator
+      # The reciprocal once per layer, so the per-element work is a multiply
+      # (XLA rewrites the division so anyway) and a stack's reciprocals come
+      # from one kernel.
+      inverse = 1.0 / (jnp.sqrt((nu_max if amsgrad else nu) + eps_root) + eps)
+      return nu, nu_max, inverse
 
     grads, treedef = jax.tree.flatten(updates)
     lays = treedef.flatten_up_to(layers)
     old_nu = treedef.flatten_up_to(state.nu)
     old_nu_max = treedef.flatten_up_to(state.nu_max) if amsgrad else [None] * len(grads)
-    nu, nu_max, denominators = ([None] * len(grads) for _ in range(3))
+    nu, nu_max, inverses = ([None] * len(grads) for _ in range(3))
     for group in _stackable_groups(grads, lays, old_nu):
       if len(group) == 1:
         (i,) = group
-        nu[i], nu_max[i], denominators[i] = moments(grads[i], lays[i], old_nu[i], old_nu_max[i])
+        nu[i], nu_max[i], inverses[i] = moments(grads[i], lays[i], old_nu[i], old_nu_max[i])
         continue
       # Small leaves of one shape: one reduction and one moment update for all
       # of them instead of a few tiny kernels each (see docs/performance.md).
@@ -226,14 +229,14 @@ def scale_by_layerwise_norm(
       stacked = moments(stack(grads), _stacked_layers(lays[group[0]]), stack(old_nu),
                         stack(old_nu_max) if amsgrad else None)
       for k, i in enumerate(group):
-        nu[i], nu_max[i], denominators[i] = (x if x is None else x[k] for x in stacked)
+        nu[i], nu_max[i], inverses[i] = (x if x is None else x[k] for x in stacked)
 
-    def normalize(g, denominator, lay):
-      denominator = jnp.expand_dims(denominator, lay.reduce_axes)
-      compute = jnp.promote_types(g.dtype, denominator.dtype)
-      return (g.astype(compute) / denominator).astype(g.dtype)
+    def normalize(g, inverse, lay):
+      inverse = jnp.expand_dims(inverse, lay.reduce_axes)
+      compute = jnp.promote_types(g.dtype, inverse.dtype)
+      return (g.astype(compute) * inverse).astype(g.dtype)
 
-    updates = treedef.unflatten(map(normalize, grads, denominators, lays))
+    updates = treedef.unflatten(map(normalize, grads, inverses, lays))
     return updates, ScaleByLayerwiseNormState(
         count=numerics.safe_increment(state.count), nu=treedef.unflatten(nu),
         nu_max=treedef.unflatten(nu_max) if amsgrad else None)

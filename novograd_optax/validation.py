@@ -120,7 +120,8 @@ def check_same_structure(
     ValueError: if the pytree structures differ or, with ``compare_shapes``, a
       leaf's shape differs.
   """
-  if jax.tree.structure(tree) != jax.tree.structure(reference):
+  structure: Any = jax.tree.structure(tree)  # PyTreeDef's stubs lack __ne__.
+  if structure != jax.tree.structure(reference):
     ours, theirs = _leaf_paths(tree), _leaf_paths(reference)
     missing = sorted(set(theirs) - set(ours))
     extra = sorted(set(ours) - set(theirs))
@@ -131,7 +132,7 @@ def check_same_structure(
       detail.append(f"not in {reference_name}: {', '.join(extra)}")
     if not detail:
       detail.append(
-          f"{name} is {jax.tree.structure(tree)}, {reference_name} is"
+          f"{name} is {structure}, {reference_name} is"
           f" {jax.tree.structure(reference)}")
     raise ValueError(
         f"{name} must have the pytree structure of {reference_name}; "

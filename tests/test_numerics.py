@@ -98,6 +98,29 @@ def test_huge_gradient_never_gives_nan(case, magnitude):
   assert not any(bool(jnp.any(jnp.isnan(p))) for p in jax.tree.leaves(params))
 
 
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("b2", [0.0, 0.25])
+def test_overflowing_gradient_does_not_stall_the_layer(b2, amsgrad):
+  # ||g||^2 of a float32 gradient of 1e30 is inf, and g / inf = 0: that step is lost.
+  # The next gradient must be normalized again: with m_1 = 0 the second update is
+  # -lr * g_2 / (||g_2|| + eps), as if training started there; later steps stay
+  # normalized instead of being divided by an inf moment forever.
+  lr, eps = 0.1, 1e-6
+  opt = novograd(lr, b2=b2, eps=eps, amsgrad=amsgrad)
+  params = {"w": jnp.zeros((4, 3), jnp.float32)}
+  state = opt.init(params)
+  updates, state = opt.update({"w": jnp.full((4, 3), 1e30, jnp.float32)}, state, params)
+  assert bool(jnp.all(updates["w"] == 0))
+  g2 = make_params(2)["w"]
+  updates, state = opt.update({"w": g2}, state, params)
+  wide = np.asarray(g2, np.float64)
+  expected = -lr * wide / (np.linalg.norm(wide) + eps)
+  np.testing.assert_allclose(np.asarray(updates["w"]), expected, rtol=1e-5)
+  for _ in range(3):
+    updates, state = opt.update({"w": g2}, state, params)
+  assert float(jnp.linalg.norm(updates["w"])) > lr  # momentum builds up, no stall
+
+
 @pytest.mark.parametrize("magnitude", [1e-30, 1e-3, 1e15, 1e30])
 @pytest.mark.parametrize("case", **case_params(ALL_CASES))
 def test_every_optimizer_survives_extreme_gradients(case, magnitude):

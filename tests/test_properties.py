@@ -73,7 +73,8 @@ def test_novograd_matches_numpy_reference(layer_specs, hp, num_steps, seed):
     updates, state = opt.update([jnp.asarray(x) for x in g], state, current)
     current = optax.apply_updates(current, updates)
 
-  for got, want, p, (_, dtype, _) in zip(current, expected.params[-1], params, layer_specs):
+  for got, want, p, (_, dtype, _) in zip(
+      current, expected.params[-1], params, layer_specs, strict=True):
     assert got.dtype == p.dtype and got.shape == p.shape
     rtol, atol = TOLERANCE[dtype]
     got = np.asarray(got).astype(np.complex128 if dtype == "complex64" else np.float64)
