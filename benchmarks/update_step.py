@@ -112,12 +112,20 @@ def deep_tree(leaves: int = 2000, size: int = 1000) -> Tree:
   return Tree({f"layer{i:04d}": {"w": (size,)} for i in range(leaves)})
 
 
+def tiny_tree() -> Tree:
+  """For the smoke test: a dense layer and two stacked layers."""
+  shapes = {"dense": {"kernel": (4, 3), "bias": (3,)}, "stacked": {"kernel": (2, 3, 3)}}
+  return Tree(shapes, {"dense": None, "stacked": 0})
+
+
 TREES: dict[str, Callable[[], Tree]] = {
     "gpt2": gpt2_tree,
     "resnet50": resnet50_tree,
     "deep": deep_tree,
     "scanned": scanned_gpt2_tree,
+    "tiny": tiny_tree,
 }
+DEFAULT_TREES = ("gpt2", "resnet50", "deep", "scanned")
 
 
 def scaled(tree: Tree, scale: float) -> Tree:
@@ -277,7 +285,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--trees", default=",".join(TREES),
+  parser.add_argument("--trees", default=",".join(DEFAULT_TREES),
                       help=f"comma-separated, from {','.join(TREES)}")
   parser.add_argument("--repeats", type=int, default=20,
                       help="timed interleaved rounds (one step of each optimizer per round)")
