@@ -49,7 +49,8 @@ def moment_dtype(dtype: Any) -> jnp.dtype:
   """The dtype of a layer's second moment: the real type of ``dtype``, at least
   float32, so an fp16/bf16 layer with ``||g||^2 > 65504`` stays finite."""
   real = jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.inexact) else dtype
-  return jnp.promote_types(real, jnp.float32)
+  # canonicalize: float64 NumPy params with x64 disabled get a float32 moment.
+  return jax.dtypes.canonicalize_dtype(jnp.promote_types(real, jnp.float32))
 
 
 def _squared_magnitude(g: jax.Array) -> jax.Array:
@@ -185,13 +186,17 @@ def scale_by_layerwise_norm(
         tree, layers)
 
   def init_fn(params):
+    validation.check_inexact_leaves("params", params)
     nu = zero_moments(params)
     nu_max = zero_moments(params) if amsgrad else None
     return ScaleByLayerwiseNormState(
         count=jnp.zeros([], jnp.int32), nu=nu, nu_max=nu_max)
 
   def update_fn(updates, state, params=None):
-    del params
+    validation.check_same_structure("updates", updates, "the optimizer state", state.nu)
+    if params is not None:
+      validation.check_same_structure(
+          "updates", updates, "params", params, compare_shapes=True)
     layers = layer_axes_lib.resolve_layer_axes(layer_axes, updates)
     if init == "first":
       # v_1 = ||g_1||^2 without a lax.cond: on the first step the old moment
@@ -203,8 +208,14 @@ def scale_by_layerwise_norm(
     def moments(g, lay, nu, nu_max):
       """New moment(s) and 1 / denominator of one leaf or of a stack of leaves."""
       squared_norm = layer_squared_norms(g, lay, norm, axis_name)
-      nu = (decay * nu + (1.0 - decay) * squared_norm).astype(nu.dtype)
-      nu_max = jnp.maximum(nu_max, nu) if amsgrad else None
+      # A float32 overflow of ||g||^2 (|g| ~ 1e20) leaves v = inf: that step's update
+      # is g / inf = 0, but b2 * inf would then zero every later update of the layer,
+      # silently and forever (and 0 * inf would be NaN for b2 = 0). An inf moment
+      # restarts from the current gradient instead, as on the first step.
+      nu = jnp.where(jnp.isposinf(nu), squared_norm,
+                     decay * nu + (1.0 - decay) * squared_norm).astype(nu.dtype)
+      nu_max = (jnp.where(jnp.isposinf(nu_max), nu, jnp.maximum(nu_max, nu))
+                if amsgrad else None)
       # The reciprocal once per layer: the per-element work is a multiply (the
       # optimized HLO of a division showed the same rewrite), and a stack's
       # reciprocals come from one kernel.

@@ -17,6 +17,7 @@ import numbers
 from typing import Any, Callable, Optional, Union
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from novograd_optax import validation
@@ -44,6 +45,34 @@ def add_decayed_weights_requiring_params(
     return inner.update(updates, state, params)
 
   return optax.GradientTransformation(inner.init, update_fn)
+
+
+def keep_dtypes(
+    inner: optax.GradientTransformation, mu_dtype: Any = None
+) -> optax.GradientTransformation:
+  """Updates keep the gradients' dtype; a real ``mu_dtype`` refuses complex params.
+
+  ``optax.trace`` adds the gradient to a momentum of ``accumulator_dtype``; with
+  ``mu_dtype=bfloat16`` and float16 gradients jax promotes the sum to float32, and the
+  updates would no longer have the params' dtype. A real ``mu_dtype`` for a complex
+  leaf would silently drop the imaginary part of its momentum.
+  """
+
+  def init_fn(params):
+    if mu_dtype is not None and not jnp.issubdtype(mu_dtype, jnp.complexfloating):
+      for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if jnp.iscomplexobj(leaf):
+          raise ValueError(
+              f"mu_dtype={jnp.dtype(mu_dtype).name} is real, but the params leaf"
+              f" {jax.tree_util.keystr(path)} is {leaf.dtype}: its momentum would"
+              " lose the imaginary part; use mu_dtype=None or a complex dtype.")
+    return inner.init(params)
+
+  def update_fn(updates, state, params=None):
+    new_updates, state = inner.update(updates, state, params)
+    return jax.tree.map(lambda u, g: u.astype(g.dtype), new_updates, updates), state
+
+  return optax.GradientTransformation(init_fn, update_fn)
 
 
 def novograd(
@@ -153,7 +182,7 @@ def novograd(
       clip_by_layerwise_trust_ratio(
           update_clip_trust, learning_rate, eps=1e-8, layer_axes=layer_axes,
           axis_name=axis_name),)
-  return optax.chain(
+  return keep_dtypes(optax.chain(
       scale_by_layerwise_norm(
           b2, eps, eps_root, norm=norm, init=init, amsgrad=amsgrad,
           layer_axes=layer_axes, axis_name=axis_name),
@@ -161,4 +190,4 @@ def novograd(
       momentum,
       *update_clipping,
       optax.scale_by_learning_rate(learning_rate),
-  )
+  ), mu_dtype)

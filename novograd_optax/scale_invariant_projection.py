@@ -56,8 +56,9 @@ class ProjectScaleInvariantState(NamedTuple):
 
 def _project_leaf(g, w, p, delta, wd_ratio, eps, channel_axis):
   """Returns the projected step and the decay factor (1 or wd_ratio) of a leaf."""
-  if w.ndim <= 1:
-    # Biases and norm scales: the reference never projects them.
+  if w.ndim <= 1 or w.size == 0:
+    # Biases and norm scales: the reference never projects them. A zero-size kernel
+    # has no rows: its cosine would be a max over nothing and delta / sqrt(0).
     return p, jnp.ones([], jnp.float32)
   if not -w.ndim <= channel_axis < w.ndim:
     raise ValueError(
@@ -161,6 +162,8 @@ def project_scale_invariant(
       raise ValueError(
           "project_scale_invariant (AdamP/SGDP) needs the current parameters;"
           " call `optimizer.update(grads, opt_state, params)`.")
+    validation.check_same_structure(
+        "updates", updates, "params", params, compare_shapes=True)
     steps, inner_state = optax.with_extra_args_support(inner).update(
         updates, state.inner_state, params, **extra_args)
     grads, treedef = jax.tree.flatten(updates)
