@@ -88,7 +88,7 @@ def layer_squared_norms(
 
 # Leaves up to this size are normalized together with the other leaves of their
 # shape: stacking copies them once, which costs less than the per-kernel
-# overhead of reducing and updating each one alone (docs/performance.md). Stacks
+# overhead of reducing and updating each one alone (README, "Performance"). Stacks
 # hold at most STACK_MAX_LEAVES leaves: XLA compiles a concatenation of thousands
 # of operands very slowly.
 STACK_MAX_SIZE = 1 << 14
@@ -235,7 +235,7 @@ def scale_by_layerwise_norm(
         nu[i], nu_max[i], inverses[i] = moments(grads[i], lays[i], old_nu[i], old_nu_max[i])
         continue
       # Small leaves of one shape: one reduction and one moment update for all
-      # of them instead of a few tiny kernels each (see docs/performance.md).
+      # of them instead of a few tiny kernels each (see the README, "Performance").
       def stack(leaves, group=group):
         return jnp.stack([leaves[i] for i in group])
       stacked = moments(stack(grads), _stacked_layers(lays[group[0]]), stack(old_nu),

@@ -85,7 +85,7 @@ def test_quick_run_writes_figures(quick_run):
     assert (out_dir / f"dln_{scenario.name}.png").stat().st_size > 10_000
 
 
-# Outcomes printed by the full run (docs/results_dln_charlm.md). Only those that
+# Outcomes printed by the full run (README, "Results"). Only those that
 # held for 16 initial points jittered by N(0, 0.02^2) (0.05 for the bad init)
 # around the scenario's point are asserted: the others are seed-fragile.
 ROBUST_OUTCOMES = {

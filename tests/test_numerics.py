@@ -86,7 +86,7 @@ def test_update_is_normalized_where_eps_allows(magnitude, eps, eps_root):
 @pytest.mark.parametrize("case", **case_params(NOVOGRAD_CASES))
 def test_huge_gradient_never_gives_nan(case, magnitude):
   # ||g||^2 overflows float32 here; the moment becomes inf and the update is g/inf = 0
-  # (documented in docs/reliability.md), but never NaN and never a step longer than lr.
+  # (documented in the README, "Reliability"), but never NaN and never a step longer than lr.
   params = make_params()
   opt = case.build()
   huge = jax.tree.map(lambda p: jnp.full_like(p, magnitude), params)
@@ -214,7 +214,7 @@ def test_apply_if_finite_leaves_params_and_state_unchanged(case):
 
 
 def test_nan_gradient_without_wrapper_poisons_only_its_layer_forever():
-  # What docs/reliability.md states: a NaN in one leaf makes that leaf's moment NaN,
+  # What the README ("Reliability") states: a NaN in one leaf makes that leaf's moment NaN,
   # hence all of its later updates; other leaves are independent layers and go on
   # exactly as without the poisoned leaf.
   opt = novograd(0.1)

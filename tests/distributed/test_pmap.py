@@ -53,7 +53,7 @@ def test_pmap_data_parallel_equals_one_device(options):
 
 
 def test_axis_name_on_replicated_gradients_sums_identical_norms():
-  """Documents the rule of docs/scaling.md: after pmean every device holds the
+  """Documents the rule of the README, "Scaling out": after pmean every device holds the
   whole gradient, so axis_name must stay None; with it, the per-layer norms of
   all replicas would be summed, DEVICES times the true squared norm."""
   grads = {"w": np.arange(6.0, dtype=np.float32).reshape(2, 3)}
