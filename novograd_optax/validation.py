@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
 
 
 def _range_text(low, high, low_inclusive, high_inclusive) -> str:
@@ -167,12 +168,12 @@ def check_inexact_leaves(name: str, tree: Any) -> None:
           " optax.multi_transform(..., optax.set_to_zero()).")
 
 
-def with_structure_check(inner: Any) -> Any:
+def with_structure_check(
+    inner: optax.GradientTransformation,
+) -> optax.GradientTransformationExtraArgs:
   """Wraps an ``optax.GradientTransformation`` so that ``update`` first refuses
   updates shaped unlike the params (when params are passed), with the message of
   :func:`check_same_structure`; the state is ``inner``'s, unchanged."""
-  import optax  # Imported here: the checks above must not depend on optax.
-
   def update_fn(updates, state, params=None, **extra_args):
     if params is not None:
       check_same_structure("updates", updates, "params", params, compare_shapes=True)
