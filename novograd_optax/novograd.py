@@ -13,7 +13,6 @@ inside the moment, momentum and the learning rate are optax's own transforms.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable, Optional, Union
 
 import jax
@@ -165,9 +164,7 @@ def novograd(
     validation.check_scalar(
         "update_clip_trust", update_clip_trust, low=0.0, low_inclusive=False)
 
-  # A Python or NumPy zero (not an array, tracer or schedule) needs no params.
-  decay_is_zero = isinstance(weight_decay, numbers.Real) and weight_decay == 0
-  if decay_is_zero:
+  if validation.is_static_zero(weight_decay):
     # Without decay params are not needed, unlike optax.novograd.
     weight_decay_step = optax.identity()
   else:

@@ -150,9 +150,8 @@ def sngm(
   validation.check_non_negative("learning_rate", learning_rate, allow_schedule=True)
   validation.check_decay_rate("momentum", momentum)
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
-  decay_is_zero = isinstance(weight_decay, (int, float)) and weight_decay == 0
   return validation.with_structure_check(optax.chain(
-      optax.identity() if decay_is_zero
+      optax.identity() if validation.is_static_zero(weight_decay)
       else optax.add_decayed_weights(weight_decay, weight_decay_mask),
       normalize_by_global_norm(eps, axis_name=axis_name),
       optax.trace(momentum),

@@ -69,6 +69,12 @@ def check_scalar(
         f" got {value!r}.")
 
 
+def is_static_zero(value: Any) -> bool:
+  """True for a Python or NumPy zero: a hyperparameter known, at build time, to
+  switch its term off (an array, tracer or schedule never is)."""
+  return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
+
+
 def check_decay_rate(name: str, value: Any) -> None:
   """A moment decay rate such as ``b1``, ``b2`` or ``momentum``: in [0, 1)."""
   check_scalar(name, value, low=0.0, high=1.0)
