@@ -343,36 +343,31 @@ def sweep(
 # --------------------------------------------------------------------------- reports
 
 
-def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-  """Test accuracy (%) per optimizer (rows) x batch size (columns); ``*`` marks a
-  chosen learning rate at the edge of its grid (the grid may be too narrow there)."""
+def _optimizer_by_batch_table(
+    rows: Sequence[dict[str, Any]], format_cell: Callable[[dict[str, Any]], str]
+) -> str:
+  """A markdown table: one row per optimizer, one column per batch size."""
   optimizers = list(dict.fromkeys(r["optimizer"] for r in rows))
   batch_sizes = sorted({r["batch_size"] for r in rows})
   cell = {(r["optimizer"], r["batch_size"]): r for r in rows}
   lines = ["| optimizer | " + " | ".join(f"B={b}" for b in batch_sizes) + " |",
            "|---|" + "---:|" * len(batch_sizes)]
   for name in optimizers:
-    cells = []
-    for b in batch_sizes:
-      r = cell.get((name, b))
-      cells.append("" if r is None else
-                   f"{100 * r['test_accuracy']:.1f}" + ("*" if r["lr_at_grid_edge"] else ""))
+    cells = [format_cell(cell[(name, b)]) if (name, b) in cell else "" for b in batch_sizes]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+  """Test accuracy (%) per optimizer (rows) x batch size (columns); ``*`` marks a
+  chosen learning rate at the edge of its grid (the grid may be too narrow there)."""
+  return _optimizer_by_batch_table(
+      rows, lambda r: f"{100 * r['test_accuracy']:.1f}" + ("*" if r["lr_at_grid_edge"] else ""))
+
+
 def lr_table(rows: Sequence[dict[str, Any]]) -> str:
   """The chosen (peak) learning rate per optimizer x batch size."""
-  optimizers = list(dict.fromkeys(r["optimizer"] for r in rows))
-  batch_sizes = sorted({r["batch_size"] for r in rows})
-  cell = {(r["optimizer"], r["batch_size"]): r for r in rows}
-  lines = ["| optimizer | " + " | ".join(f"B={b}" for b in batch_sizes) + " |",
-           "|---|" + "---:|" * len(batch_sizes)]
-  for name in optimizers:
-    lines.append(f"| {name} | " + " | ".join(
-        f"{cell[(name, b)]['lr']:.3g}" if (name, b) in cell else "" for b in batch_sizes)
-        + " |")
-  return "\n".join(lines)
+  return _optimizer_by_batch_table(rows, lambda r: f"{r['lr']:.3g}")
 
 
 def plot_results(rows: Sequence[dict[str, Any]], title: str = ""):
