@@ -96,7 +96,7 @@ def sgdp(
   validation.check_decay_rate("dampening", dampening)
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
   validation.check_bool("nesterov", nesterov)
-  dampening_is_zero = isinstance(dampening, numbers.Real) and dampening == 0
+  dampening_is_zero = validation.is_static_zero(dampening)
   # Arrays (e.g. under optax.inject_hyperparams) cannot be checked here.
   if nesterov and isinstance(dampening, numbers.Real) and not dampening_is_zero:
     raise ValueError(
