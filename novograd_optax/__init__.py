@@ -1,35 +1,44 @@
-"""NovoGrad and its family as composable optax transformations."""
+"""NovoGrad and its family as composable optax transformations.
 
-from novograd_optax.adamp import adamp
-from novograd_optax.layer_axes import LeafLayers, resolve_layer_axes
-from novograd_optax.layerwise_norm import (
+Where code lives, one rule:
+
+* ``novograd_optax`` (this module) exports the public API, and the documented
+  submodules :mod:`novograd_optax.monitoring`, :mod:`novograd_optax.sharding` and
+  :mod:`novograd_optax.presets` add to it; nothing else is public.
+* ``_src/alias.py``: the aliases users call (:func:`novograd`, :func:`sngm`,
+  :func:`adamp`, :func:`sgdp`), each a short chain.
+* ``_src/<transformation>.py``: the new math, one transformation and its state per
+  module (``layerwise_norm``, ``global_norm``, ``trust_ratio``, ``projection``).
+* ``_src/layers.py``, ``_src/wrappers.py``, ``_src/validation.py``: what they share
+  (what a layer is and its norm; wrappers that change no math; argument checks).
+"""
+
+from novograd_optax._src.alias import adamp, novograd, sgdp, sngm
+from novograd_optax._src.global_norm import normalize_by_global_norm
+from novograd_optax._src.layerwise_norm import (
     ScaleByLayerwiseNormState,
     scale_by_layerwise_norm,
+)
+from novograd_optax._src.projection import (
+    ProjectScaleInvariantState,
+    project_scale_invariant,
+)
+from novograd_optax._src.trust_ratio import (
+    ClipByLayerwiseTrustRatioState,
+    clip_by_layerwise_trust_ratio,
 )
 from novograd_optax.monitoring import (
     LayerwiseStatistics,
     flatten_for_logging,
     layerwise_statistics,
 )
-from novograd_optax.novograd import novograd
-from novograd_optax.scale_invariant_projection import (
-    ProjectScaleInvariantState,
-    project_scale_invariant,
-)
-from novograd_optax.sgdp import sgdp
 from novograd_optax.sharding import optimizer_state_shardings
-from novograd_optax.sngm import normalize_by_global_norm, sngm
-from novograd_optax.update_clipping import (
-    ClipByLayerwiseTrustRatioState,
-    clip_by_layerwise_trust_ratio,
-)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ClipByLayerwiseTrustRatioState",
     "LayerwiseStatistics",
-    "LeafLayers",
     "ProjectScaleInvariantState",
     "ScaleByLayerwiseNormState",
     "adamp",
@@ -40,7 +49,6 @@ __all__ = [
     "novograd",
     "optimizer_state_shardings",
     "project_scale_invariant",
-    "resolve_layer_axes",
     "scale_by_layerwise_norm",
     "sgdp",
     "sngm",

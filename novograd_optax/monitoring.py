@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from novograd_optax.layerwise_norm import ScaleByLayerwiseNormState
+from novograd_optax._src.layerwise_norm import ScaleByLayerwiseNormState
 
 
 class LayerwiseStatistics(NamedTuple):

@@ -46,7 +46,7 @@ NOVOGRAD_CASES = [
         "learning_rate": 0.05, "b1": 0.95, "b2": 0.5, "weight_decay": 1e-2,
         "grad_averaging": True}),
     OptimizerCase("novograd_amsgrad_linf_zero_init", novograd_optax.novograd, {
-        "learning_rate": 0.05, "amsgrad": True, "norm": "linf", "init": "zero",
+        "learning_rate": 0.05, "amsgrad": True, "norm": "linf", "nu_init": "zero",
         "eps": 0.0, "eps_root": 1e-8}),
     OptimizerCase("novograd_layer_axes_mu_bf16", novograd_optax.novograd, {
         "learning_rate": 0.1, "b2": 0.0, "mu_dtype": jnp.bfloat16,

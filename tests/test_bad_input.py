@@ -40,13 +40,13 @@ BAD_ARGUMENTS = [
     (novograd, {"learning_rate": 0.1}, "grad_averaging", 1, TypeError),
     (novograd, {"learning_rate": 0.1}, "amsgrad", "yes", TypeError),
     (novograd, {"learning_rate": 0.1}, "norm", "l1", ValueError),
-    (novograd, {"learning_rate": 0.1}, "init", "ones", ValueError),
+    (novograd, {"learning_rate": 0.1}, "nu_init", "ones", ValueError),
     (novograd, {"learning_rate": 0.1}, "layer_axes", "rows", TypeError),
     (novograd, {"learning_rate": 0.1}, "axis_name", 3, TypeError),
     (scale_by_layerwise_norm, {}, "b2", 1.0, ValueError),
     (scale_by_layerwise_norm, {}, "eps", -1.0, ValueError),
     (scale_by_layerwise_norm, {}, "norm", "l2 ", ValueError),
-    (scale_by_layerwise_norm, {}, "init", None, ValueError),
+    (scale_by_layerwise_norm, {}, "nu_init", None, ValueError),
     (scale_by_layerwise_norm, {}, "amsgrad", None, TypeError),
 ]
 BAD_ARGUMENTS += [

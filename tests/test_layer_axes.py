@@ -15,7 +15,7 @@ NUM_STEPS = 8
 OPTIONS = {
     "default": dict(weight_decay=0.05),
     "amsgrad_linf": dict(amsgrad=True, norm="linf", grad_averaging=True),
-    "zero_init_paper_eps": dict(init="zero", eps=0.0, eps_root=1e-6, b2=0.5),
+    "zero_init_paper_eps": dict(nu_init="zero", eps=0.0, eps_root=1e-6, b2=0.5),
 }
 
 

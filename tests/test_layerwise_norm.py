@@ -30,10 +30,10 @@ VARIANTS = {
     "default": {},
     "amsgrad": dict(amsgrad=True),
     "linf": dict(norm="linf"),
-    "zero_init": dict(init="zero"),
+    "zero_init": dict(nu_init="zero"),
     "b2_zero": dict(b2=0.0),
     "paper_eps": dict(eps=0.0, eps_root=1e-6),
-    "all_options": dict(b2=0.5, eps=1e-4, eps_root=1e-5, amsgrad=True, norm="linf", init="zero"),
+    "all_options": dict(b2=0.5, eps=1e-4, eps_root=1e-5, amsgrad=True, norm="linf", nu_init="zero"),
 }
 
 

@@ -42,11 +42,11 @@ VARIANTS = {
     "amsgrad": dict(amsgrad=True),
     "linf": dict(norm="linf"),
     # A large b2 so the zero start is remembered long enough to be measurable.
-    "zero_init": dict(init="zero", b2=0.9),
+    "zero_init": dict(nu_init="zero", b2=0.9),
     "b2_zero": dict(b2=0.0),
     "paper_eps": dict(eps=0.0, eps_root=1e-6),
     "all_options": dict(b1=0.95, b2=0.5, eps=1e-4, eps_root=1e-5, weight_decay=0.05,
-                        grad_averaging=True, amsgrad=True, norm="linf", init="zero"),
+                        grad_averaging=True, amsgrad=True, norm="linf", nu_init="zero"),
 }
 
 

@@ -47,7 +47,7 @@ hyperparameters = st.fixed_dictionaries({
     "grad_averaging": st.booleans(),
     "amsgrad": st.booleans(),
     "norm": st.sampled_from(["l2", "linf"]),
-    "init": st.sampled_from(["first", "zero"]),
+    "nu_init": st.sampled_from(["first", "zero"]),
 })
 
 

@@ -125,7 +125,7 @@ class ClipByLayerwiseTrustRatioTest(chex.TestCase, parameterized.TestCase):
       p = optax.apply_updates(p, updates)
 
   @chex.variants(with_jit=True, without_jit=True)
-  def test_novograd_update_clip_trust_matches_speech_toolkit_luc(self):
+  def test_novograd_trust_coefficient_matches_speech_toolkit_luc(self):
     shapes = {"kernel": (6, 4), "stack": (3, 2, 5), "bias": (4,)}
     lr, b1, b2, eps, wd, trust = 0.1, 0.95, 0.5, 1e-6, 1e-3, 1e-2
     params = random_tree(4, shapes)
@@ -133,7 +133,7 @@ class ClipByLayerwiseTrustRatioTest(chex.TestCase, parameterized.TestCase):
     grads_per_step = [random_tree(30 + t, shapes, scale=3.0 ** -t) for t in range(4)]
     expected = numpy_novograd_luc(params, grads_per_step, lr, b1, b2, eps, wd, trust,
                                   stacked=("stack",))
-    opt = novograd(lr, b1, b2, eps, weight_decay=wd, update_clip_trust=trust,
+    opt = novograd(lr, b1, b2, eps, weight_decay=wd, trust_coefficient=trust,
                    layer_axes={"kernel": (), "stack": 0, "bias": ()})
     update = self.variant(opt.update)
     p, state = jax.tree.map(jnp.asarray, params), opt.init(params)
@@ -159,9 +159,9 @@ class ClipByLayerwiseTrustRatioTest(chex.TestCase, parameterized.TestCase):
   def test_novograd_without_clipping_keeps_its_chain(self):
     params = {"w": jnp.ones((2, 3))}
     plain = novograd(0.1).init(params)
-    self.assertEqual(jax.tree.structure(novograd(0.1, update_clip_trust=None).init(params)),
+    self.assertEqual(jax.tree.structure(novograd(0.1, trust_coefficient=None).init(params)),
                      jax.tree.structure(plain))
-    self.assertNotEqual(jax.tree.structure(novograd(0.1, update_clip_trust=1e-3).init(params)),
+    self.assertNotEqual(jax.tree.structure(novograd(0.1, trust_coefficient=1e-3).init(params)),
                         jax.tree.structure(plain))
 
   def test_rejects_bad_arguments(self):
@@ -173,13 +173,13 @@ class ClipByLayerwiseTrustRatioTest(chex.TestCase, parameterized.TestCase):
       clip_by_layerwise_trust_ratio(0.02, mode="lars")
     with self.assertRaisesRegex(ValueError, "eps"):
       clip_by_layerwise_trust_ratio(0.02, eps=-1.0)
-    with self.assertRaisesRegex(ValueError, "update_clip_trust"):
-      novograd(0.1, update_clip_trust=-1e-3)
-    with self.assertRaisesRegex(TypeError, "update_clip_trust"):
-      novograd(0.1, update_clip_trust="1e-3")
-    opt = novograd(0.1, update_clip_trust=1e-3)
+    with self.assertRaisesRegex(ValueError, "trust_coefficient"):
+      novograd(0.1, trust_coefficient=-1e-3)
+    with self.assertRaisesRegex(TypeError, "trust_coefficient"):
+      novograd(0.1, trust_coefficient="1e-3")
+    opt = novograd(0.1, trust_coefficient=1e-3)
     params = {"w": jnp.ones(3)}
-    with self.assertRaisesRegex(ValueError, "update_clip_trust"):
+    with self.assertRaisesRegex(ValueError, "trust_coefficient"):
       opt.update(params, opt.init(params))
 
 

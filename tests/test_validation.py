@@ -23,7 +23,7 @@ BAD_NOVOGRAD_ARGUMENTS = [
     (dict(weight_decay=-1e-4), ValueError, ["weight_decay", "[0, inf)"]),
     (dict(norm="l1"), ValueError, ["norm", "'l2'", "'linf'"]),
     (dict(norm=2), ValueError, ["norm"]),
-    (dict(init="ones"), ValueError, ["init", "'first'", "'zero'"]),
+    (dict(nu_init="ones"), ValueError, ["nu_init", "'first'", "'zero'"]),
     (dict(b1="0.9"), TypeError, ["b1"]),
     (dict(learning_rate=None), TypeError, ["learning_rate"]),
     (dict(b2=True), TypeError, ["b2"]),
@@ -57,7 +57,7 @@ def test_novograd_rejects_bad_argument(case):
     "kwargs, error, name",
     [(dict(b2=1.5), ValueError, "b2"), (dict(eps=-1.0), ValueError, "eps"),
      (dict(eps_root=-1.0), ValueError, "eps_root"), (dict(norm="l3"), ValueError, "norm"),
-     (dict(init="random"), ValueError, "init"), (dict(amsgrad=1), TypeError, "amsgrad"),
+     (dict(nu_init="random"), ValueError, "nu_init"), (dict(amsgrad=1), TypeError, "amsgrad"),
      (dict(axis_name=("i", 0)), TypeError, "axis_name"),
      (dict(layer_axes=1.5), TypeError, "layer_axes")],
 )
@@ -70,7 +70,7 @@ def test_scale_by_layerwise_norm_rejects_bad_argument(kwargs, error, name):
     dict(b1=0.0, b2=0.0, eps=0.0, eps_root=0.0, weight_decay=0.0, learning_rate=0.0),
     dict(b1=0.999, b2=0.999, learning_rate=10),
     dict(b1=np.float32(0.5), learning_rate=np.float64(0.1)),
-    dict(norm="linf", init="zero", amsgrad=True, grad_averaging=True, axis_name=("i", "j")),
+    dict(norm="linf", nu_init="zero", amsgrad=True, grad_averaging=True, axis_name=("i", "j")),
     dict(amsgrad=np.bool_(True)),
 ])
 def test_accepts_edges_of_the_ranges(kwargs):

@@ -35,7 +35,7 @@ def accumulated_run(big_inputs, big_targets, tx):
   return jax.device_get(params), state.inner_opt_state, history
 
 
-@pytest.mark.parametrize("options", [{}, {"grad_averaging": True, "init": "zero"}])
+@pytest.mark.parametrize("options", [{}, {"grad_averaging": True, "nu_init": "zero"}])
 def test_multisteps_equals_one_step_on_the_big_batch(options):
   inputs, targets = toy_problem.batches(steps=OUTER_STEPS, batch=MICRO_STEPS * 8)
   expected_params, expected_state = toy_problem.one_device_run(

@@ -13,7 +13,7 @@ for Training of Deep Networks*, 2019, §3: eq. (1), eq. (2), Algorithm 1, the
     w_{t+1} = w_t - lr_t * m_t
 
 with ``m_0 = 0`` and ``v_1 = ||g_1||^2`` (Algorithm 1's moment initialization,
-``init="first"``) or ``v_0 = 0`` (a plain moving average, ``init="zero"``). The
+``nu_init="first"``) or ``v_0 = 0`` (a plain moving average, ``nu_init="zero"``). The
 paper's ``sqrt(v + eps)`` is ``eps=0, eps_root=eps``. With ``norm="linf"``,
 ``||g||^2`` is replaced by ``max |g|^2``. Complex gradients use
 ``||g||^2 = sum |g|^2``. Schedules (``lr_t``, ``d_t``) are callables evaluated at
@@ -108,7 +108,7 @@ def numpy_novograd(
     grad_averaging: bool = False,
     amsgrad: bool = False,
     norm: str = "l2",
-    init: str = "first",
+    nu_init: str = "first",
     layer_axes: AxesSpec | list[AxesSpec] = None,
 ) -> NumpyNovogradTrace:
   r"""Runs NovoGrad for ``len(grads_per_step)`` steps on a list of layers.
@@ -129,7 +129,7 @@ def numpy_novograd(
     grad_averaging: ``m_t = b1 m_{t-1} + (1 - b1)(...)``.
     amsgrad: normalize with ``vhat_t = max(vhat_{t-1}, v_t)``.
     norm: ``"l2"`` or ``"linf"``.
-    init: ``"first"`` (``v_1 = ||g_1||^2``) or ``"zero"`` (``v_0 = 0``).
+    nu_init: ``"first"`` (``v_1 = ||g_1||^2``) or ``"zero"`` (``v_0 = 0``).
     layer_axes: for each leaf (a list) or for all leaves (one value): ``None`` (the
       leaf is one layer), an int or a tuple of ints: the axes that index stacked
       layers; the norm is then taken over the other axes, per index.
@@ -155,7 +155,7 @@ def numpy_novograd(
       g = _wide(grads[i])
       layer, reduce = layouts[i]
       squared_norm = layer_squared_norm(g, reduce, norm)
-      if init == "first" and step == 0:
+      if nu_init == "first" and step == 0:
         v[i] = squared_norm  # Algorithm 1: v_1 = ||g_1||^2.
       else:
         v[i] = b2 * v[i] + (1.0 - b2) * squared_norm

@@ -2,30 +2,31 @@ r"""The one new primitive of NovoGrad: gradients normalized by a layer-wise
 second moment.
 
 For every layer :math:`l` (a pytree leaf, or a slice of a stacked leaf, see
-:mod:`novograd_optax.layer_axes`), eq. (1) of Ginsburg et al. (2019)::
+the layer-axes guide), eq. (1) of Ginsburg et al. (2019)::
 
     v_t = b2 * v_{t-1} + (1 - b2) * ||g_t||^2          # one scalar per layer
     out_t = g_t / (sqrt(v_t + eps_root) + eps)
 
-with :math:`v_1 = ||g_1||^2` (Algorithm 1, ``init="first"``) or :math:`v_0 = 0`
-(``init="zero"``). The paper writes ``sqrt(v + eps)``: that is ``eps=0,
+with :math:`v_1 = ||g_1||^2` (Algorithm 1, ``nu_init="first"``) or :math:`v_0 = 0`
+(``nu_init="zero"``). The paper writes ``sqrt(v + eps)``: that is ``eps=0,
 eps_root=eps`` here; the default puts ``eps`` outside the root, as optax does.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Literal, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
-from optax._src import numerics
 
-from novograd_optax import layer_axes as layer_axes_lib
-from novograd_optax import validation
+from novograd_optax._src import layers as layers_lib
+from novograd_optax._src import validation
 
-NORMS = ("l2", "linf")
-INITS = ("first", "zero")
+Norm = Literal["l2", "linf"]
+MomentInit = Literal["first", "zero"]
+_NORMS = ("l2", "linf")
+_MOMENT_INITS = ("first", "zero")
 
 
 class ScaleByLayerwiseNormState(NamedTuple):
@@ -45,72 +46,31 @@ class ScaleByLayerwiseNormState(NamedTuple):
   nu_max: Optional[optax.Updates] = None
 
 
-def moment_dtype(dtype: Any) -> jnp.dtype:
-  """The dtype of a layer's second moment: the real type of ``dtype``, at least
-  float32, so an fp16/bf16 layer with ``||g||^2 > 65504`` stays finite."""
-  real = jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.inexact) else dtype
-  # canonicalize: float64 NumPy params with x64 disabled get a float32 moment.
-  return jax.dtypes.canonicalize_dtype(jnp.promote_types(real, jnp.float32))
-
-
-def _squared_magnitude(g: jax.Array) -> jax.Array:
-  """|g|^2 elementwise, computed in the moment dtype (no fp16 overflow)."""
-  acc = moment_dtype(g.dtype)
-  if jnp.iscomplexobj(g):
-    return jnp.square(g.real.astype(acc)) + jnp.square(g.imag.astype(acc))
-  return jnp.square(g.astype(acc))
-
-
-def layer_squared_norms(
-    g: jax.Array,
-    leaf_layers: layer_axes_lib.LeafLayers,
-    norm: str = "l2",
-    axis_name: Any = None,
-) -> jax.Array:
-  """||g||_2^2 (``norm="l2"``) or ||g||_inf^2 (``"linf"``) of each layer of a leaf.
-
-  With ``axis_name``, the leaf is one shard of a leaf split over those mesh
-  axes, and the partial sums (maxima) are all-reduced so every shard sees the
-  norm of the whole layer.
-  """
-  squared = _squared_magnitude(g)
-  if norm == "l2":
-    per_layer = jnp.sum(squared, axis=leaf_layers.reduce_axes)
-    if axis_name is not None:
-      per_layer = jax.lax.psum(per_layer, axis_name)
-  else:
-    # initial=0 keeps zero-size layers well defined (||.||_inf of nothing is 0).
-    per_layer = jnp.max(squared, axis=leaf_layers.reduce_axes, initial=0.0)
-    if axis_name is not None:
-      per_layer = jax.lax.pmax(per_layer, axis_name)
-  return per_layer
-
-
 # Leaves up to this size are normalized together with the other leaves of their
 # shape: stacking copies them once, which costs less than the per-kernel
-# overhead of reducing and updating each one alone (README, "Performance"). Stacks
-# hold at most STACK_MAX_LEAVES leaves: XLA compiles a concatenation of thousands
+# overhead of reducing and updating each one alone (docs, performance guide). Stacks
+# hold at most _STACK_MAX_LEAVES leaves: XLA compiles a concatenation of thousands
 # of operands very slowly.
-STACK_MAX_SIZE = 1 << 14
-STACK_MAX_LEAVES = 64
+_STACK_MAX_SIZE = 1 << 14
+_STACK_MAX_LEAVES = 64
 
 
 def _stackable_groups(grads, lays, nus) -> list[list[int]]:
-  """Indices of the leaves, grouped (up to STACK_MAX_LEAVES) when they are small
+  """Indices of the leaves, grouped (up to _STACK_MAX_LEAVES) when they are small
   and share shape, dtype and layer layout; other leaves form groups of one."""
   groups: dict[Any, list[int]] = {}
   for i, (g, lay, nu) in enumerate(zip(grads, lays, nus, strict=True)):
     key: Any = i
-    if jnp.size(g) <= STACK_MAX_SIZE:
+    if jnp.size(g) <= _STACK_MAX_SIZE:
       key = (jnp.shape(g), jnp.result_type(g), lay, jnp.result_type(nu))
     groups.setdefault(key, []).append(i)
-  return [group[start:start + STACK_MAX_LEAVES]
-          for group in groups.values() for start in range(0, len(group), STACK_MAX_LEAVES)]
+  return [group[start:start + _STACK_MAX_LEAVES]
+          for group in groups.values() for start in range(0, len(group), _STACK_MAX_LEAVES)]
 
 
-def _stacked_layers(lay: layer_axes_lib.LeafLayers) -> layer_axes_lib.LeafLayers:
+def _stacked_layers(lay: layers_lib.LeafLayers) -> layers_lib.LeafLayers:
   """The layout of leaves with layout ``lay`` stacked on a new leading axis."""
-  return layer_axes_lib.LeafLayers(
+  return layers_lib.LeafLayers(
       (0,) + tuple(a + 1 for a in lay.layer_axes), tuple(a + 1 for a in lay.reduce_axes))
 
 
@@ -119,12 +79,12 @@ def scale_by_layerwise_norm(
     eps: jax.typing.ArrayLike = 1e-6,
     eps_root: jax.typing.ArrayLike = 0.0,
     *,
-    norm: str = "l2",
-    init: str = "first",
+    norm: Norm = "l2",
+    nu_init: MomentInit = "first",
     amsgrad: bool = False,
-    layer_axes: layer_axes_lib.LayerAxes = None,
+    layer_axes: layers_lib.LayerAxes = None,
     axis_name: Any = None,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
   r"""Normalizes each layer's gradient by a moving average of its squared norm.
 
   .. math::
@@ -144,12 +104,12 @@ def scale_by_layerwise_norm(
     eps_root: added to ``v`` inside the root (the paper's epsilon), >= 0.
     norm: ``"l2"`` (the paper) or ``"linf"``: the moment then tracks
       :math:`\max|g|^2` and the same formula holds.
-    init: ``"first"``: :math:`v_1 = \|g_1\|^2` (Algorithm 1); ``"zero"``: a
+    nu_init: ``"first"``: :math:`v_1 = \|g_1\|^2` (Algorithm 1); ``"zero"``: a
       plain moving average from :math:`v_0 = 0`, without bias correction.
     amsgrad: normalize by the running maximum :math:`\hat v_t`; adds
       ``nu_max`` to the state, only then.
     layer_axes: axes of a leaf that index stacked layers (see
-      :mod:`novograd_optax.layer_axes`): an int, a tuple, a pytree prefix of
+      the layer-axes guide): an int, a tuple, a pytree prefix of
       the params, or a callable of the params returning one. ``None``: each
       leaf is one layer.
     axis_name: mesh axis name(s) over which every leaf is split inside
@@ -168,21 +128,21 @@ def scale_by_layerwise_norm(
     >>> updates, state = tx.update({"w": jnp.full((3, 2), 2.0)}, state, params)
 
   Returns:
-    An :class:`optax.GradientTransformation`.
+    An :class:`optax.GradientTransformationExtraArgs`.
   """
   validation.check_decay_rate("b2", b2)
   validation.check_non_negative("eps", eps)
   validation.check_non_negative("eps_root", eps_root)
-  validation.check_choice("norm", norm, NORMS)
-  validation.check_choice("init", init, INITS)
+  validation.check_choice("norm", norm, _NORMS)
+  validation.check_choice("nu_init", nu_init, _MOMENT_INITS)
   validation.check_bool("amsgrad", amsgrad)
   validation.check_axis_name("axis_name", axis_name)
-  layer_axes_lib.check_layer_axes(layer_axes)
+  layers_lib.check_layer_axes(layer_axes)
 
   def zero_moments(tree):
-    layers = layer_axes_lib.resolve_layer_axes(layer_axes, tree)
+    layers = layers_lib.resolve_layer_axes(layer_axes, tree)
     return jax.tree.map(
-        lambda p, lay: jnp.zeros(lay.moment_shape(p.shape), moment_dtype(p.dtype)),
+        lambda p, lay: jnp.zeros(lay.moment_shape(p.shape), layers_lib.moment_dtype(p.dtype)),
         tree, layers)
 
   def init_fn(params):
@@ -192,13 +152,14 @@ def scale_by_layerwise_norm(
     return ScaleByLayerwiseNormState(
         count=jnp.zeros([], jnp.int32), nu=nu, nu_max=nu_max)
 
-  def update_fn(updates, state, params=None):
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
     validation.check_same_structure("updates", updates, "the optimizer state", state.nu)
     if params is not None:
       validation.check_same_structure(
           "updates", updates, "params", params, compare_shapes=True)
-    layers = layer_axes_lib.resolve_layer_axes(layer_axes, updates)
-    if init == "first":
+    layers = layers_lib.resolve_layer_axes(layer_axes, updates)
+    if nu_init == "first":
       # v_1 = ||g_1||^2 without a lax.cond: on the first step the old moment
       # (zeros) gets weight 0 and the new norm weight 1.
       decay = jnp.where(state.count == 0, 0.0, b2)
@@ -207,7 +168,7 @@ def scale_by_layerwise_norm(
 
     def moments(g, lay, nu, nu_max):
       """New moment(s) and 1 / denominator of one leaf or of a stack of leaves."""
-      squared_norm = layer_squared_norms(g, lay, norm, axis_name)
+      squared_norm = layers_lib.layer_squared_norms(g, lay, norm, axis_name)
       # A float32 overflow of ||g||^2 (|g| ~ 1e20) leaves v = inf: that step's update
       # is g / inf = 0, but b2 * inf would then zero every later update of the layer,
       # silently and forever (and 0 * inf would be NaN for b2 = 0). An inf moment
@@ -235,7 +196,7 @@ def scale_by_layerwise_norm(
         nu[i], nu_max[i], inverses[i] = moments(grads[i], lays[i], old_nu[i], old_nu_max[i])
         continue
       # Small leaves of one shape: one reduction and one moment update for all
-      # of them instead of a few tiny kernels each (see the README, "Performance").
+      # of them instead of a few tiny kernels each (docs, performance guide).
       def stack(leaves, group=group):
         return jnp.stack([leaves[i] for i in group])
       stacked = moments(stack(grads), _stacked_layers(lays[group[0]]), stack(old_nu),
@@ -250,7 +211,7 @@ def scale_by_layerwise_norm(
 
     updates = treedef.unflatten(map(normalize, grads, inverses, lays))
     return updates, ScaleByLayerwiseNormState(
-        count=numerics.safe_increment(state.count), nu=treedef.unflatten(nu),
+        count=optax.safe_increment(state.count), nu=treedef.unflatten(nu),
         nu_max=treedef.unflatten(nu_max) if amsgrad else None)
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -16,7 +16,7 @@ that will multiply the output::
   optimizer's moment :math:`m` *before* the learning rate:
   ``step = min(trust ||w|| / (||m|| + eps), lr) * m``. That is the clip mode
   with ``weight_decay=0`` placed just before ``scale_by_learning_rate(lr)``;
-  ``novograd(update_clip_trust=...)`` does exactly this.
+  ``novograd(trust_coefficient=...)`` does exactly this.
 * **After any optimizer**, keep ``learning_rate=1``: the updates already carry
   the learning rate, and every layer's step is capped at ``trust * ||w||``.
 
@@ -31,18 +31,18 @@ stacked leaves, which is why the ratio is computed here.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
-from optax._src import numerics
 
-from novograd_optax import layer_axes as layer_axes_lib
-from novograd_optax import validation
-from novograd_optax.layerwise_norm import layer_squared_norms
+from novograd_optax._src import layers as layers_lib
+from novograd_optax._src import validation
+from novograd_optax._src.wrappers import require_params
 
-MODES = ("clip", "scale")
+TrustRatioMode = Literal["clip", "scale"]
+_MODES = ("clip", "scale")
 
 
 class ClipByLayerwiseTrustRatioState(NamedTuple):
@@ -57,10 +57,10 @@ def clip_by_layerwise_trust_ratio(
     *,
     weight_decay: optax.ScalarOrSchedule = 0.0,
     eps: jax.typing.ArrayLike = 1e-8,
-    mode: str = "clip",
-    layer_axes: layer_axes_lib.LayerAxes = None,
+    mode: TrustRatioMode = "clip",
+    layer_axes: layers_lib.LayerAxes = None,
     axis_name: Any = None,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
   r"""Clips (or scales) each layer's update by its trust ratio.
 
   .. math::
@@ -87,7 +87,7 @@ def clip_by_layerwise_trust_ratio(
     mode: ``"clip"`` (LARC's default, and LUC) or ``"scale"`` (LARS' local
       learning rate).
     layer_axes: axes of leaves that index stacked layers; see
-      :mod:`novograd_optax.layer_axes`. ``None``: one layer per leaf.
+      the layer-axes guide. ``None``: one layer per leaf.
     axis_name: mesh axis name(s) over which leaves are split inside
       ``shard_map``/``pmap``; the norms are ``psum``-ed over them.
 
@@ -104,34 +104,32 @@ def clip_by_layerwise_trust_ratio(
     >>> updates, state = larc.update({"w": jnp.ones((3, 2))}, state, params)
 
   Returns:
-    An :class:`optax.GradientTransformation`.
+    An :class:`optax.GradientTransformationExtraArgs`.
   """
   validation.check_scalar("trust_coefficient", trust_coefficient, low=0.0,
                           low_inclusive=False)
   validation.check_non_negative("learning_rate", learning_rate, allow_schedule=True)
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
   validation.check_non_negative("eps", eps)
-  validation.check_choice("mode", mode, MODES)
+  validation.check_choice("mode", mode, _MODES)
   validation.check_axis_name("axis_name", axis_name)
-  layer_axes_lib.check_layer_axes(layer_axes)
+  layers_lib.check_layer_axes(layer_axes)
 
   def init_fn(params):
     del params
     return ClipByLayerwiseTrustRatioState(count=jnp.zeros([], jnp.int32))
 
-  def update_fn(updates, state, params=None):
-    if params is None:
-      raise ValueError(
-          "clip_by_layerwise_trust_ratio (LARC/LUC, novograd's update_clip_trust)"
-          " needs the current parameters; call `optimizer.update(grads, opt_state,"
-          " params)`.")
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
+    require_params("clip_by_layerwise_trust_ratio (LARC/LUC, novograd's trust_coefficient)",
+                   "the trust ratio", params)
     lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
     decay = weight_decay(state.count) if callable(weight_decay) else weight_decay
-    layers = layer_axes_lib.resolve_layer_axes(layer_axes, updates)
+    layers = layers_lib.resolve_layer_axes(layer_axes, updates)
 
     def clip_leaf(x, w, lay):
-      w_norm = jnp.sqrt(layer_squared_norms(w, lay, "l2", axis_name))
-      x_norm = jnp.sqrt(layer_squared_norms(x, lay, "l2", axis_name))
+      w_norm = jnp.sqrt(layers_lib.layer_squared_norms(w, lay, "l2", axis_name))
+      x_norm = jnp.sqrt(layers_lib.layer_squared_norms(x, lay, "l2", axis_name))
       local = trust_coefficient * w_norm / (x_norm + decay * w_norm + eps)
       factor = jnp.minimum(local / lr, 1.0) if mode == "clip" else local
       factor = jnp.where((w_norm == 0) | (x_norm == 0), 1.0, factor)
@@ -141,6 +139,6 @@ def clip_by_layerwise_trust_ratio(
       return (decayed * factor).astype(x.dtype)
 
     updates = jax.tree.map(clip_leaf, updates, params, layers)
-    return updates, ClipByLayerwiseTrustRatioState(numerics.safe_increment(state.count))
+    return updates, ClipByLayerwiseTrustRatioState(optax.safe_increment(state.count))
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -15,7 +15,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import optax
 
 
 def _range_text(low, high, low_inclusive, high_inclusive) -> str:
@@ -172,17 +171,3 @@ def check_inexact_leaves(name: str, tree: Any) -> None:
           f"{name}{path} has dtype {dtype}; only floating-point and complex leaves"
           " can be optimized. Exclude it with optax.masked, or freeze it with"
           " optax.multi_transform(..., optax.set_to_zero()).")
-
-
-def with_structure_check(
-    inner: optax.GradientTransformation,
-) -> optax.GradientTransformationExtraArgs:
-  """Wraps an ``optax.GradientTransformation`` so that ``update`` first refuses
-  updates shaped unlike the params (when params are passed), with the message of
-  :func:`check_same_structure`; the state is ``inner``'s, unchanged."""
-  def update_fn(updates, state, params=None, **extra_args):
-    if params is not None:
-      check_same_structure("updates", updates, "params", params, compare_shapes=True)
-    return optax.with_extra_args_support(inner).update(updates, state, params, **extra_args)
-
-  return optax.GradientTransformationExtraArgs(inner.init, update_fn)

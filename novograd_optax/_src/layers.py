@@ -1,4 +1,6 @@
-"""Which axes of a pytree leaf index separate layers.
+"""What one layer is, and its norm: shared by every layer-wise transformation.
+
+Which axes of a pytree leaf index separate layers.
 
 By default one pytree leaf is one layer. Models built with ``nn.scan``,
 ``nnx.scan`` or ``nnx.vmap`` stack the weights of ``L`` identical layers into one
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, Union
 
 import jax
+import jax.numpy as jnp
 
 LayerAxesSpec = Union[None, int, tuple[int, ...]]
 LayerAxes = Union[LayerAxesSpec, Any, Callable[[Any], Any]]
@@ -107,3 +110,63 @@ def resolve_layer_axes(layer_axes: LayerAxes, tree: Any) -> Any:
     raise ValueError(
         "layer_axes: its pytree structure must be a prefix of the params'"
         f" structure ({err})") from err
+
+
+def moment_dtype(dtype: Any) -> jnp.dtype:
+  """The dtype of a layer's norm and second moment: the real type of ``dtype``, at
+  least float32, so an fp16/bf16 layer with ``||g||^2 > 65504`` stays finite."""
+  real = jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.inexact) else dtype
+  # canonicalize: float64 NumPy params with x64 disabled get a float32 moment.
+  return jax.dtypes.canonicalize_dtype(jnp.promote_types(real, jnp.float32))
+
+
+def _squared_magnitude(g: jax.Array) -> jax.Array:
+  """|g|^2 elementwise, computed in the moment dtype (no fp16 overflow)."""
+  acc = moment_dtype(g.dtype)
+  if jnp.iscomplexobj(g):
+    return jnp.square(g.real.astype(acc)) + jnp.square(g.imag.astype(acc))
+  return jnp.square(g.astype(acc))
+
+
+def layer_squared_norms(
+    g: jax.Array,
+    leaf_layers: LeafLayers,
+    norm: str = "l2",
+    axis_name: Any = None,
+) -> jax.Array:
+  """||g||_2^2 (``norm="l2"``) or ||g||_inf^2 (``"linf"``) of each layer of a leaf.
+
+  With ``axis_name``, the leaf is one shard of a leaf split over those mesh
+  axes, and the partial sums (maxima) are all-reduced so every shard sees the
+  norm of the whole layer.
+  """
+  squared = _squared_magnitude(g)
+  if norm == "l2":
+    per_layer = jnp.sum(squared, axis=leaf_layers.reduce_axes)
+    if axis_name is not None:
+      per_layer = jax.lax.psum(per_layer, axis_name)
+  else:
+    # initial=0 keeps zero-size layers well defined (||.||_inf of nothing is 0).
+    per_layer = jnp.max(squared, axis=leaf_layers.reduce_axes, initial=0.0)
+    if axis_name is not None:
+      per_layer = jax.lax.pmax(per_layer, axis_name)
+  return per_layer
+
+
+def whole_leaf(leaf: Any) -> LeafLayers:
+  """The layout of a leaf that is one layer."""
+  return LeafLayers(layer_axes=(), reduce_axes=tuple(range(jnp.ndim(leaf))))
+
+
+def global_squared_norm(updates: Any, axis_name: Any = None) -> jax.Array:
+  """``sum_leaves ||g||^2`` accumulated in float32 or wider (no fp16 overflow).
+
+  With ``axis_name``, every leaf is one shard of a leaf split over those mesh
+  axes and the partial sums are ``psum``-ed.
+  """
+  total = jnp.zeros([], jnp.float32)
+  for leaf in jax.tree.leaves(updates):
+    total = total + layer_squared_norms(leaf, whole_leaf(leaf), "l2")
+  if axis_name is not None:
+    total = jax.lax.psum(total, axis_name)
+  return total

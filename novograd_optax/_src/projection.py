@@ -32,13 +32,14 @@ on the projection decision; it is optax's ``add_decayed_weights`` applied to
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from novograd_optax import validation
+from novograd_optax._src import validation
+from novograd_optax._src.wrappers import require_params
 
 
 class ProjectScaleInvariantState(NamedTuple):
@@ -97,10 +98,10 @@ def project_scale_invariant(
     delta: jax.typing.ArrayLike = 0.1,
     wd_ratio: jax.typing.ArrayLike = 0.1,
     weight_decay: optax.ScalarOrSchedule = 0.0,
-    weight_decay_mask: Optional[Union[Any, Callable[[optax.Params], Any]]] = None,
+    weight_decay_mask: optax.MaskOrFn = None,
     eps: jax.typing.ArrayLike = 1e-8,
     channel_axis: int = -1,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
   r"""Wraps an optimizer so that its steps lose their radial part on
   scale-invariant weights, and adds decoupled weight decay reduced there.
 
@@ -143,7 +144,7 @@ def project_scale_invariant(
     >>> updates, state = tx.update(grads, state, params)
 
   Returns:
-    An :class:`optax.GradientTransformation`.
+    An :class:`optax.GradientTransformationExtraArgs`.
   """
   validation.check_non_negative("delta", delta)
   validation.check_non_negative("wd_ratio", wd_ratio)
@@ -158,10 +159,7 @@ def project_scale_invariant(
         inner_state=inner.init(params), decay_state=decay.init(params))
 
   def update_fn(updates, state, params=None, **extra_args):
-    if params is None:
-      raise ValueError(
-          "project_scale_invariant (AdamP/SGDP) needs the current parameters;"
-          " call `optimizer.update(grads, opt_state, params)`.")
+    require_params("project_scale_invariant (AdamP/SGDP)", "the projection", params)
     validation.check_same_structure(
         "updates", updates, "params", params, compare_shapes=True)
     steps, inner_state = optax.with_extra_args_support(inner).update(

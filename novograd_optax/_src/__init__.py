@@ -1,0 +1,1 @@
+"""Private implementation of novograd_optax; import from the package instead."""

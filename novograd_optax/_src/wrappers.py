@@ -1,0 +1,91 @@
+"""Wrappers shared by the aliases: they change no math, only what a user meets.
+
+Every transformation of the package is a ``GradientTransformationExtraArgs``: its
+``update`` takes ``updates, state, params=None, **extra_args`` and forwards extra
+arguments (``value=loss`` for ``optax.contrib.reduce_on_plateau``, whatever
+``nnx.Optimizer.update(model, grads, **kwargs)`` passes) to the pieces that use
+them, as optax's own aliases do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from novograd_optax._src import validation
+
+
+def require_params(who: str, why: str, params: Any) -> None:
+  """Raises the one "needs the current parameters" error of the package."""
+  if params is None:
+    raise ValueError(
+        f"{who}: {why} needs the current parameters; call"
+        " `optimizer.update(grads, opt_state, params)` (nnx.Optimizer passes them).")
+
+
+def add_decayed_weights_requiring_params(
+    weight_decay: optax.ScalarOrSchedule,
+    mask: optax.MaskOrFn = None,
+    *,
+    who: str,
+) -> optax.GradientTransformationExtraArgs:
+  """``optax.add_decayed_weights`` with an error that names ``weight_decay``.
+
+  optax's message for a missing ``params`` does not say which option needs
+  them; users of ``novograd(weight_decay=...)`` get told what to pass.
+  """
+  inner = optax.with_extra_args_support(optax.add_decayed_weights(weight_decay, mask))
+
+  def update_fn(updates, state, params=None, **extra_args):
+    require_params(who, "weight_decay", params)
+    return inner.update(updates, state, params, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(inner.init, update_fn)
+
+
+def keep_dtypes(
+    inner: optax.GradientTransformation, mu_dtype: Any = None
+) -> optax.GradientTransformationExtraArgs:
+  """Updates keep the gradients' dtype; a real ``mu_dtype`` refuses complex params.
+
+  ``optax.trace`` adds the gradient to a momentum of ``accumulator_dtype``; with
+  ``mu_dtype=bfloat16`` and float16 gradients jax promotes the sum to float32, and the
+  updates would no longer have the params' dtype. A real ``mu_dtype`` for a complex
+  leaf would silently drop the imaginary part of its momentum.
+  """
+  inner = optax.with_extra_args_support(inner)
+
+  def init_fn(params):
+    if mu_dtype is not None and not jnp.issubdtype(mu_dtype, jnp.complexfloating):
+      for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if jnp.iscomplexobj(leaf):
+          raise ValueError(
+              f"mu_dtype={jnp.dtype(mu_dtype).name} is real, but the params leaf"
+              f" {jax.tree_util.keystr(path)} is {leaf.dtype}: its momentum would"
+              " lose the imaginary part; use mu_dtype=None or a complex dtype.")
+    return inner.init(params)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    new_updates, state = inner.update(updates, state, params, **extra_args)
+    return jax.tree.map(lambda u, g: u.astype(g.dtype), new_updates, updates), state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def with_structure_check(
+    inner: optax.GradientTransformation,
+) -> optax.GradientTransformationExtraArgs:
+  """Wraps an ``optax.GradientTransformation`` so that ``update`` first refuses
+  updates shaped unlike the params (when params are passed), with the message of
+  :func:`validation.check_same_structure`; the state is ``inner``'s, unchanged."""
+  inner = optax.with_extra_args_support(inner)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    if params is not None:
+      validation.check_same_structure("updates", updates, "params", params, compare_shapes=True)
+    return inner.update(updates, state, params, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(inner.init, update_fn)
