@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from absl.testing import absltest, parameterized
 
 from novograd_optax import normalize_by_global_norm, sngm
@@ -90,6 +91,7 @@ class SngmTest(chex.TestCase, parameterized.TestCase):
     out, _ = tx.update({"a": jnp.zeros(3)}, tx.init(None))
     np.testing.assert_array_equal(out["a"], np.zeros(3))
 
+  @pytest.mark.requires_devices(8)
   def test_axis_name_under_shard_map_equals_unsharded(self):
     mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
     spec = jax.sharding.PartitionSpec("data")

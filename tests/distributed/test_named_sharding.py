@@ -14,6 +14,7 @@ from novograd_optax import layerwise_statistics
 from . import toy_problem
 
 DEVICES = 8
+pytestmark = pytest.mark.requires_devices(DEVICES)
 AXIS_TYPES = [AxisType.Explicit, AxisType.Auto]
 
 # FSDP: every weight split along its first axis, so each device holds 1/8 of

@@ -13,6 +13,7 @@ import novograd_optax
 from . import toy_problem
 
 DEVICES = 8
+pytestmark = pytest.mark.requires_devices(DEVICES)
 
 
 def pmap_run(steps_inputs, steps_targets, tx):

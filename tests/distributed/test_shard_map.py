@@ -18,6 +18,7 @@ from novograd_optax import optimizer_state_shardings
 from . import toy_problem
 
 DEVICES = 8
+pytestmark = pytest.mark.requires_devices(DEVICES)
 AXIS = "shards"
 
 

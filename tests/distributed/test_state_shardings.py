@@ -33,6 +33,7 @@ def spec_of(sharding):
   return sharding.spec
 
 
+@pytest.mark.requires_devices(DEVICES)
 @pytest.mark.parametrize("wrap_in_multisteps", [False, True])
 def test_moments_follow_weights_and_per_layer_scalars_are_replicated(mesh, wrap_in_multisteps):
   params, shardings = sharded_params(mesh)
@@ -68,6 +69,7 @@ def new_state_momentum_shard_shape(state, wrap_in_multisteps):
   return inner[2].trace["w"].addressable_shards[0].data.shape
 
 
+@pytest.mark.requires_devices(DEVICES)
 def test_explicit_param_shardings_and_abstract_params(mesh):
   """Params as ShapeDtypeStructs (no memory) with shardings passed in."""
   abstract = {"w": jax.ShapeDtypeStruct((8, 3), jnp.float32)}
