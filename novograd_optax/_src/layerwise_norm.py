@@ -24,9 +24,9 @@ from novograd_optax._src import layers as layers_lib
 from novograd_optax._src import validation
 
 Norm = Literal["l2", "linf"]
-MomentInit = Literal["first", "zero"]
+MomentInit = Literal["first", "zero", "first_nonzero"]
 _NORMS = ("l2", "linf")
-_MOMENT_INITS = ("first", "zero")
+_MOMENT_INITS = ("first", "zero", "first_nonzero")
 
 
 class ScaleByLayerwiseNormState(NamedTuple):
@@ -105,7 +105,11 @@ def scale_by_layerwise_norm(
     norm: ``"l2"`` (the paper) or ``"linf"``: the moment then tracks
       :math:`\max|g|^2` and the same formula holds.
     nu_init: ``"first"``: :math:`v_1 = \|g_1\|^2` (Algorithm 1); ``"zero"``: a
-      plain moving average from :math:`v_0 = 0`, without bias correction.
+      plain moving average from :math:`v_0 = 0`, without bias correction;
+      ``"first_nonzero"``: :math:`v_t = \|g_t\|^2` whenever :math:`v_{t-1} = 0`,
+      so a layer whose first gradients are exactly zero (e.g. behind a
+      zero-initialized layer) starts its average at its first nonzero gradient,
+      as the PyTorch NovoGrads of timm, NeMo and pytorch-optimizer do.
     amsgrad: normalize by the running maximum :math:`\hat v_t`; adds
       ``nu_max`` to the state, only then.
     layer_axes: axes of a leaf that index stacked layers (see
@@ -173,7 +177,10 @@ def scale_by_layerwise_norm(
       # is g / inf = 0, but b2 * inf would then zero every later update of the layer,
       # silently and forever (and 0 * inf would be NaN for b2 = 0). An inf moment
       # restarts from the current gradient instead, as on the first step.
-      nu = jnp.where(jnp.isposinf(nu), squared_norm,
+      restart = jnp.isposinf(nu)
+      if nu_init == "first_nonzero":
+        restart = restart | (nu == 0)
+      nu = jnp.where(restart, squared_norm,
                      decay * nu + (1.0 - decay) * squared_norm).astype(nu.dtype)
       nu_max = (jnp.where(jnp.isposinf(nu_max), nu, jnp.maximum(nu_max, nu))
                 if amsgrad else None)

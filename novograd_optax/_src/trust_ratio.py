@@ -58,6 +58,8 @@ def clip_by_layerwise_trust_ratio(
     weight_decay: optax.ScalarOrSchedule = 0.0,
     eps: jax.typing.ArrayLike = 1e-8,
     mode: TrustRatioMode = "clip",
+    min_ratio: jax.typing.ArrayLike = 0.0,
+    skip_zero_norms: bool = True,
     layer_axes: layers_lib.LayerAxes = None,
     axis_name: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -86,6 +88,15 @@ def clip_by_layerwise_trust_ratio(
     eps: added to the denominator, >= 0.
     mode: ``"clip"`` (LARC's default, and LUC) or ``"scale"`` (LARS' local
       learning rate).
+    min_ratio: a lower bound on the factor, >= 0: clip mode uses
+      :math:`\min(\max(\ell/\lambda, r), 1)`, scale mode
+      :math:`\max(\ell, r)` (OpenSeq2Seq's LARC ``min_update``, 1e-7 there).
+    skip_zero_norms: ``True`` (default): a layer with :math:`\|w\| = 0` or
+      :math:`\|x\| = 0` passes with factor 1, as in ``optax.scale_by_trust_ratio``.
+      ``False``: the formula applies to it too, so a zero layer gets the factor
+      :math:`\max(0, r)`, as in NeMo's LUC (a zero layer never moves) and
+      OpenSeq2Seq's LARC (its gradient is scaled by ``min_update``); needs
+      ``eps`` > 0.
     layer_axes: axes of leaves that index stacked layers; see
       the layer-axes guide. ``None``: one layer per leaf.
     axis_name: mesh axis name(s) over which leaves are split inside
@@ -112,6 +123,12 @@ def clip_by_layerwise_trust_ratio(
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
   validation.check_non_negative("eps", eps)
   validation.check_choice("mode", mode, _MODES)
+  validation.check_non_negative("min_ratio", min_ratio)
+  validation.check_bool("skip_zero_norms", skip_zero_norms)
+  if not skip_zero_norms and validation.is_static_zero(eps):
+    raise ValueError(
+        "clip_by_layerwise_trust_ratio: skip_zero_norms=False needs eps > 0, or a zero"
+        " layer divides 0 by 0; got eps=0.")
   validation.check_axis_name("axis_name", axis_name)
   layers_lib.check_layer_axes(layer_axes)
 
@@ -131,8 +148,12 @@ def clip_by_layerwise_trust_ratio(
       w_norm = jnp.sqrt(layers_lib.layer_squared_norms(w, lay, "l2", axis_name))
       x_norm = jnp.sqrt(layers_lib.layer_squared_norms(x, lay, "l2", axis_name))
       local = trust_coefficient * w_norm / (x_norm + decay * w_norm + eps)
-      factor = jnp.minimum(local / lr, 1.0) if mode == "clip" else local
-      factor = jnp.where((w_norm == 0) | (x_norm == 0), 1.0, factor)
+      if mode == "clip":
+        factor = jnp.minimum(jnp.maximum(local / lr, min_ratio), 1.0)
+      else:
+        factor = jnp.maximum(local, min_ratio)
+      if skip_zero_norms:
+        factor = jnp.where((w_norm == 0) | (x_norm == 0), 1.0, factor)
       factor = jnp.expand_dims(factor, lay.reduce_axes)
       compute = jnp.promote_types(x.dtype, factor.dtype)
       decayed = x.astype(compute) + decay * w.astype(compute)
