@@ -8,16 +8,22 @@ Where code lives, one rule:
 * ``_src/alias.py``: the aliases users call (:func:`novograd`, :func:`sngm`,
   :func:`adamp`, :func:`sgdp`), each a short chain.
 * ``_src/<transformation>.py``: the new math, one transformation and its state per
-  module (``layerwise_norm``, ``global_norm``, ``trust_ratio``, ``projection``).
+  module (``layerwise_norm``, ``norm_average``, ``global_norm``, ``trust_ratio``,
+  ``projection``).
 * ``_src/layers.py``, ``_src/wrappers.py``, ``_src/validation.py``: what they share
   (what a layer is and its norm; wrappers that change no math; argument checks).
 """
 
+from novograd_optax import presets  # noqa: F401  (a documented submodule)
 from novograd_optax._src.alias import adamp, novograd, sgdp, sngm
 from novograd_optax._src.global_norm import normalize_by_global_norm
 from novograd_optax._src.layerwise_norm import (
     ScaleByLayerwiseNormState,
     scale_by_layerwise_norm,
+)
+from novograd_optax._src.norm_average import (
+    NormalizeByNormAverageState,
+    normalize_by_norm_average,
 )
 from novograd_optax._src.projection import (
     ProjectScaleInvariantState,
@@ -39,6 +45,7 @@ __version__ = "0.2.0"
 __all__ = [
     "ClipByLayerwiseTrustRatioState",
     "LayerwiseStatistics",
+    "NormalizeByNormAverageState",
     "ProjectScaleInvariantState",
     "ScaleByLayerwiseNormState",
     "adamp",
@@ -46,6 +53,7 @@ __all__ = [
     "flatten_for_logging",
     "layerwise_statistics",
     "normalize_by_global_norm",
+    "normalize_by_norm_average",
     "novograd",
     "optimizer_state_shardings",
     "project_scale_invariant",

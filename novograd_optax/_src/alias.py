@@ -79,7 +79,8 @@ def novograd(
       exponential moving average from zero (``optax.ema(b1, debias=False)``).
     amsgrad: normalize by the running maximum of the second moment.
     norm: ``"l2"`` (the paper) or ``"linf"``.
-    nu_init: ``"first"``: :math:`v_1 = \|g_1\|^2` (the paper); ``"zero"``.
+    nu_init: ``"first"``: :math:`v_1 = \|g_1\|^2` (the paper); ``"zero"``;
+      ``"first_nonzero"`` (the PyTorch peers); see :func:`scale_by_layerwise_norm`.
     mu_dtype: dtype of the first moment (e.g. ``jnp.bfloat16``).
     layer_axes: axes of leaves that index stacked (scanned) layers; see
       :func:`scale_by_layerwise_norm`.
