@@ -1,0 +1,439 @@
+"""Boundary cases of every decision the math makes from data.
+
+Each expectation is written here in NumPy from the update rules of the papers
+(the AdamP/SGDP projection test, LARC/LUC trust ratios, SNGM's global norm,
+NovoGrad's layer-wise moment), never taken from the library's output:
+
+* the AdamP/SGDP scale-invariance test from both sides of ``delta / sqrt(n)``, per
+  output channel and for the whole layer, in Flax and PyTorch kernel layouts;
+* zero-norm weights and zero-norm gradients in every layer-wise ratio;
+* ``eps = 0``, infinite moments (the restart), and zero-size leaves.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from novograd_optax import (
+    adamp,
+    clip_by_layerwise_trust_ratio,
+    normalize_by_global_norm,
+    novograd,
+    project_scale_invariant,
+    scale_by_layerwise_norm,
+    sgdp,
+    sngm,
+)
+from novograd_optax._src.layerwise_norm import ScaleByLayerwiseNormState
+
+# A non-default delta: an alias that dropped the argument would fall back to 0.1.
+DELTA = 0.2
+WD, WD_RATIO, EPS = 0.5, 0.1, 1e-8
+# How far from the threshold "just below" and "just above" are: 1% is far beyond
+# float32 rounding of a cosine (1e-6) and closer than any plausible wrong row length.
+MARGIN = 0.01
+
+
+# --- The AdamP/SGDP projection ---------------------------------------------------------
+#
+# Kernels are built in the PyTorch layout (output channel first, as in the reference
+# code) and converted to the Flax layout (output channel last) for channel_axis=-1.
+
+TORCH_SHAPES = {"dense": (4, 16), "conv": (4, 2, 3, 3)}  # (out, in), (out, in, kh, kw)
+
+
+def to_flax(torch_kernel):
+  """(out, in) -> (in, out); (out, in, kh, kw) -> (kh, kw, in, out)."""
+  if torch_kernel.ndim == 2:
+    return torch_kernel.T
+  return np.transpose(torch_kernel, (2, 3, 1, 0))
+
+
+def from_flax(flax_kernel):
+  if flax_kernel.ndim == 2:
+    return flax_kernel.T
+  return np.transpose(flax_kernel, (3, 2, 0, 1))
+
+
+def gradient_with_cosines(rng, w_rows, cosines):
+  """Rows g_c of unit norm with <w_c, g_c> / (||w_c|| ||g_c||) = cosines[c] exactly
+  (up to float64 rounding): g_c = c w_hat_c + sqrt(1 - c^2) u_c with u_c a unit
+  vector orthogonal to w_c."""
+  w_hat = w_rows / np.linalg.norm(w_rows, axis=1, keepdims=True)
+  u = rng.normal(size=w_rows.shape)
+  u -= w_hat * np.sum(u * w_hat, axis=1, keepdims=True)
+  u /= np.linalg.norm(u, axis=1, keepdims=True)
+  c = np.asarray(cosines)[:, None]
+  return c * w_hat + np.sqrt(1.0 - c * c) * u
+
+
+def numpy_projection(w, g, p, delta, eps):
+  """Heo et al. (2021), Algorithms 1-2, in the PyTorch layout: returns the projected
+  step, the weight-decay factor and the view that fired ("channel", "layer", "none")."""
+  for view, rows in (("channel", w.shape[0]), ("layer", 1)):
+    wv, gv, pv = (np.float64(x).reshape(rows, -1) for x in (w, g, p))
+    cosine = np.abs(np.sum(wv * gv, axis=1)) / (
+        np.linalg.norm(wv, axis=1) * np.linalg.norm(gv, axis=1) + eps)
+    if cosine.max() < delta / np.sqrt(wv.shape[1]):
+      w_hat = wv / (np.linalg.norm(wv, axis=1, keepdims=True) + eps)
+      pv = pv - w_hat * np.sum(w_hat * pv, axis=1, keepdims=True)
+      return pv.reshape(w.shape), WD_RATIO, view
+  return np.float64(p), 1.0, "none"
+
+
+def boundary_problem(shape, scenario):
+  """(w, g, expected view) in the PyTorch layout with the cosines placed just below
+  or just above the per-channel threshold delta/sqrt(n) or the whole-layer one
+  delta/sqrt(size)."""
+  rng = np.random.default_rng(zlib.crc32(repr((shape, scenario)).encode()))
+  channels, n = shape[0], int(np.prod(shape[1:]))
+  # Unit rows: the whole-layer cosine is then the mean of the signed row cosines.
+  w = rng.normal(size=(channels, n))
+  w /= np.linalg.norm(w, axis=1, keepdims=True)
+  per_channel, whole = DELTA / np.sqrt(n), DELTA / np.sqrt(channels * n)
+  if scenario == "channel_below":
+    cosines, view = np.full(channels, per_channel * (1 - MARGIN)), "channel"
+  elif scenario == "channel_above":
+    # The whole-layer cosine equals the rows' (> its smaller threshold): no view fires.
+    cosines, view = np.full(channels, per_channel * (1 + MARGIN)), "none"
+  else:
+    # Rows alternate mean +- per_channel: the largest |row cosine| is above the
+    # per-channel threshold, while the whole-layer cosine is their mean.
+    mean = whole * (1 - MARGIN if scenario == "layer_below" else 1 + MARGIN)
+    signs = np.where(np.arange(channels) % 2 == 0, 1.0, -1.0)
+    cosines = mean + signs * per_channel
+    view = "layer" if scenario == "layer_below" else "none"
+  g = gradient_with_cosines(rng, w, cosines)
+  # Scale rows differently so that no norm is accidentally 1 for the whole layer.
+  scales = np.linspace(0.5, 2.0, channels)[:, None]
+  w, g = (w * scales).reshape(shape), (g * 3.0).reshape(shape)
+  if scenario.startswith("layer"):
+    # Row scales change the whole-layer cosine; keep the construction exact instead.
+    w = (w.reshape(channels, n) / scales).reshape(shape)
+  return w.astype(np.float32), g.astype(np.float32), view
+
+
+SCENARIOS = ["channel_below", "channel_above", "layer_below", "layer_above"]
+
+
+def _to_layout(x, layout):
+  return to_flax(x) if layout == "flax" else x
+
+
+def _from_layout(x, layout):
+  return from_flax(np.asarray(x)) if layout == "flax" else np.asarray(x)
+
+
+@pytest.mark.parametrize("layout,channel_axis", [("flax", -1), ("torch", 0)])
+@pytest.mark.parametrize("kernel", list(TORCH_SHAPES))
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_projection_threshold_from_both_sides(layout, channel_axis, kernel, scenario):
+  w, g, view = boundary_problem(TORCH_SHAPES[kernel], scenario)
+  # The step Adam takes first: m_hat / (sqrt(v_hat) + eps) = g / (|g| + eps).
+  p = np.float64(g) / (np.abs(np.float64(g)) + EPS)
+  expected_p, factor, numpy_view = numpy_projection(w, g, p, DELTA, EPS)
+  assert numpy_view == view, "the construction must place the cosine where intended"
+  expected = expected_p + WD * factor * np.float64(w)
+
+  tx = project_scale_invariant(optax.scale_by_adam(eps=EPS), delta=DELTA, wd_ratio=WD_RATIO,
+                               weight_decay=WD, eps=EPS, channel_axis=channel_axis)
+  params = {"kernel": jnp.asarray(_to_layout(w, layout))}
+  grads = {"kernel": jnp.asarray(_to_layout(g, layout))}
+  out, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  np.testing.assert_allclose(_from_layout(out["kernel"], layout), expected, rtol=2e-5,
+                             atol=2e-6)
+
+
+@pytest.mark.parametrize("scenario", ["channel_below", "channel_above", "layer_below"])
+def test_adamp_and_sgdp_pass_the_threshold_through(scenario):
+  """The aliases give the projection its delta and channel axis: their first step
+  is -lr (p_projected + wd * factor * w) with Adam's and momentum SGD's first p."""
+  w, g, view = boundary_problem(TORCH_SHAPES["conv"], scenario)
+  lr = 0.5
+  params = {"kernel": jnp.asarray(to_flax(w))}
+  grads = {"kernel": jnp.asarray(to_flax(g))}
+  adam_p = np.float64(g) / (np.abs(np.float64(g)) + EPS)
+  for opt, p, decay in (
+      (adamp(lr, weight_decay=WD, delta=DELTA, wd_ratio=WD_RATIO), adam_p, WD),
+      # SGDP's first buffer is g; its decay is scaled by 1 / (1 - momentum).
+      (sgdp(lr, momentum=0.5, weight_decay=WD, delta=DELTA, wd_ratio=WD_RATIO),
+       np.float64(g), WD / 0.5)):
+    expected_p, factor, numpy_view = numpy_projection(w, g, p, DELTA, EPS)
+    assert numpy_view == view
+    out, _ = opt.update(grads, opt.init(params), params)
+    np.testing.assert_allclose(from_flax(np.asarray(out["kernel"])),
+                               -lr * (expected_p + decay * factor * np.float64(w)),
+                               rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("eps", [EPS, 0.0])
+def test_projection_of_a_zero_gradient_removes_the_radial_momentum(eps):
+  """A zero gradient has cosine 0/(0 + eps) = 0 < delta/sqrt(n): the step (here a
+  momentum buffer from an earlier, aligned gradient) is projected per channel. With
+  eps = 0 the cosine is 0/0, which never passes the test: nothing is projected."""
+  rng = np.random.default_rng(5)
+  w = rng.normal(size=(4, 6)).astype(np.float32)  # PyTorch layout
+  aligned = (w + 0.1 * rng.normal(size=w.shape)).astype(np.float32)
+  tx = project_scale_invariant(optax.trace(0.9), delta=DELTA, wd_ratio=WD_RATIO,
+                               weight_decay=WD, eps=eps, channel_axis=0)
+  params = {"kernel": jnp.asarray(w)}
+  state = tx.init(params)
+  _, state = tx.update({"kernel": jnp.asarray(aligned)}, state, params)
+  out, _ = tx.update({"kernel": jnp.zeros_like(params["kernel"])}, state, params)
+  p = 0.9 * np.float64(aligned)
+  if eps > 0:
+    wv = np.float64(w)
+    w_hat = wv / (np.linalg.norm(wv, axis=1, keepdims=True) + eps)
+    expected = p - w_hat * np.sum(w_hat * p, axis=1, keepdims=True) + WD * WD_RATIO * wv
+  else:
+    expected = p + WD * np.float64(w)
+  np.testing.assert_allclose(np.asarray(out["kernel"]), expected, rtol=2e-5, atol=2e-6)
+
+
+def test_projection_of_zero_weights_is_finite_and_leaves_the_step():
+  """||w|| = 0: the cosine is 0, so the projection fires, but w_hat = 0/(0 + eps) = 0
+  removes nothing; the decay of a zero weight is zero."""
+  rng = np.random.default_rng(6)
+  g = rng.normal(size=(3, 5)).astype(np.float32)
+  tx = project_scale_invariant(optax.identity(), delta=DELTA, weight_decay=WD, eps=EPS)
+  params = {"kernel": jnp.zeros((3, 5))}
+  out, _ = tx.update({"kernel": jnp.asarray(g)}, tx.init(params), params)
+  np.testing.assert_array_equal(np.asarray(out["kernel"]), g)
+
+
+@pytest.mark.parametrize("empty_shape", [(0, 3), (3, 0), (2, 0, 3)])
+def test_projection_skips_zero_size_kernels(empty_shape):
+  w, g, _ = boundary_problem(TORCH_SHAPES["dense"], "channel_below")
+  params = {"empty": jnp.zeros(empty_shape), "kernel": jnp.asarray(to_flax(w))}
+  grads = {"empty": jnp.zeros(empty_shape), "kernel": jnp.asarray(to_flax(g))}
+  tx = project_scale_invariant(optax.identity(), delta=DELTA, wd_ratio=WD_RATIO,
+                               weight_decay=WD, eps=EPS)
+  out, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  assert out["empty"].shape == empty_shape
+  expected_p, factor, _ = numpy_projection(w, g, np.float64(g), DELTA, EPS)
+  np.testing.assert_allclose(from_flax(np.asarray(out["kernel"])),
+                             expected_p + WD * factor * np.float64(w), rtol=2e-5, atol=2e-6)
+
+
+# --- Layer-wise trust ratios (LARC, LUC) ---------------------------------------------
+
+
+def numpy_trust_ratio(x, w, trust, lr, wd, eps, mode):
+  """You et al. (2017) / NVIDIA's LARC for one layer: local = trust ||w|| /
+  (||x|| + wd ||w|| + eps); the layer is left unscaled when ||w|| or ||x|| is 0."""
+  x, w = np.float64(x), np.float64(w)
+  w_norm, x_norm = np.linalg.norm(w), np.linalg.norm(x)
+  factor = 1.0
+  if w_norm > 0 and x_norm > 0:
+    local = trust * w_norm / (x_norm + wd * w_norm + eps)
+    factor = min(local / lr, 1.0) if mode == "clip" else local
+  return (x + wd * w) * factor
+
+
+def trust_ratio_problem():
+  rng = np.random.default_rng(8)
+  r = lambda *s: rng.normal(size=s).astype(np.float32)
+  params = {"zero_grad": r(4, 3), "zero_w": np.zeros((5,), np.float32),
+            "both_zero": np.zeros((2, 2), np.float32), "plain": r(3, 3),
+            "empty": np.zeros((0, 3), np.float32),
+            # A stack of 3 layers: row 1 gets a zero gradient, row 2 zero weights.
+            "stack": r(3, 4)}
+  grads = {"zero_grad": np.zeros((4, 3), np.float32), "zero_w": r(5),
+           "both_zero": np.zeros((2, 2), np.float32), "plain": r(3, 3),
+           "empty": np.zeros((0, 3), np.float32), "stack": r(3, 4)}
+  grads["stack"][1] = 0.0
+  params["stack"][2] = 0.0
+  return params, grads
+
+
+@pytest.mark.parametrize("mode", ["clip", "scale"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+@pytest.mark.parametrize("eps", [1e-8, 0.0])
+def test_trust_ratio_with_zero_norm_layers(mode, weight_decay, eps):
+  trust, lr = 0.02, 0.5
+  params, grads = trust_ratio_problem()
+  tx = clip_by_layerwise_trust_ratio(trust, learning_rate=lr, weight_decay=weight_decay,
+                                     eps=eps, mode=mode, layer_axes={
+                                         "zero_grad": None, "zero_w": None, "both_zero": None,
+                                         "plain": None, "empty": None, "stack": 0})
+  out, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  for k in params:
+    if k == "stack":
+      expected = np.stack([numpy_trust_ratio(grads[k][i], params[k][i], trust, lr,
+                                             weight_decay, eps, mode) for i in range(3)])
+    else:
+      expected = numpy_trust_ratio(grads[k], params[k], trust, lr, weight_decay, eps, mode)
+    np.testing.assert_allclose(np.asarray(out[k]), expected, rtol=1e-5, atol=1e-7,
+                               err_msg=k)
+  # The plain layer is really clipped in clip mode (else the case tests nothing).
+  plain = numpy_trust_ratio(grads["plain"], params["plain"], trust, lr, weight_decay, eps,
+                            mode)
+  assert not np.allclose(plain, np.float64(grads["plain"]) + weight_decay * params["plain"])
+
+
+def test_trust_ratio_at_the_clip_boundary():
+  """local / lr just below 1 clips, just above leaves the update as it is."""
+  trust = 0.1
+  w = np.float32([3.0, 4.0])  # ||w|| = 5
+  x = np.float32([0.6, 0.8])  # ||x|| = 1: local = trust * 5 / 1 = 0.5
+  tx_clip = clip_by_layerwise_trust_ratio(trust, learning_rate=0.5 * (1 + MARGIN), eps=0.0)
+  tx_free = clip_by_layerwise_trust_ratio(trust, learning_rate=0.5 * (1 - MARGIN), eps=0.0)
+  clipped, _ = tx_clip.update({"w": jnp.asarray(x)}, tx_clip.init(None), {"w": jnp.asarray(w)})
+  free, _ = tx_free.update({"w": jnp.asarray(x)}, tx_free.init(None), {"w": jnp.asarray(w)})
+  np.testing.assert_allclose(np.asarray(clipped["w"]), x / (1 + MARGIN), rtol=1e-6)
+  np.testing.assert_array_equal(np.asarray(free["w"]), x)
+
+
+def test_novograd_update_clipping_with_zero_norm_layers():
+  """The speech toolkit's LUC: step = min(trust ||w|| / (||m|| + 1e-8), lr) m, and lr m
+  for a layer with ||w|| = 0. A zero-gradient layer with weight decay has m = wd w."""
+  lr, b1, b2, wd, trust, eps = 0.1, 0.9, 0.5, 0.05, 1e-2, 1e-6
+  rng = np.random.default_rng(9)
+  params = {"zero_grad": rng.normal(size=(4, 3)), "zero_w": np.zeros(5),
+            "plain": rng.normal(size=(3, 3))}
+  params = {k: np.float32(v) for k, v in params.items()}
+  grads = [{"zero_grad": np.zeros((4, 3), np.float32),
+            "zero_w": np.float32(rng.normal(size=5)),
+            "plain": np.float32(rng.normal(size=(3, 3)))} for _ in range(3)]
+  opt = novograd(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, trust_coefficient=trust)
+  p = jax.tree.map(jnp.asarray, params)
+  state = opt.init(p)
+  w = {k: np.float64(v) for k, v in params.items()}
+  m = {k: np.zeros_like(v) for k, v in w.items()}
+  nu = {}
+  for t, g in enumerate(grads):
+    updates, state = opt.update(g, state, p)
+    p = optax.apply_updates(p, updates)
+    for k in w:
+      squared = np.sum(np.float64(g[k]) ** 2)
+      nu[k] = squared if t == 0 else b2 * nu[k] + (1 - b2) * squared
+      m[k] = b1 * m[k] + g[k] / (np.sqrt(nu[k]) + eps) + wd * w[k]
+      w_norm = np.linalg.norm(w[k])
+      rate = min(trust * w_norm / (np.linalg.norm(m[k]) + 1e-8), lr) if w_norm > 0 else lr
+      w[k] = w[k] - rate * m[k]
+    for k in w:
+      np.testing.assert_allclose(np.asarray(p[k]), w[k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+# --- SNGM -----------------------------------------------------------------------------
+
+
+def test_sngm_zero_gradient_with_weight_decay_moves_along_the_decay():
+  """g~ = 0 + d w: the first step is -lr d w / (||d w|| + eps)."""
+  lr, wd, eps = 0.3, 1e-2, 1e-8
+  rng = np.random.default_rng(10)
+  params = {"a": np.float32(rng.normal(size=(3, 2))), "b": np.float32(rng.normal(size=4))}
+  opt = sngm(lr, momentum=0.9, weight_decay=wd, eps=eps)
+  zeros = jax.tree.map(np.zeros_like, params)
+  updates, _ = opt.update(zeros, opt.init(params), params)
+  decayed = {k: wd * np.float64(v) for k, v in params.items()}
+  norm = np.sqrt(sum(np.sum(v ** 2) for v in decayed.values()))
+  for k in params:
+    np.testing.assert_allclose(np.asarray(updates[k]), -lr * decayed[k] / (norm + eps),
+                               rtol=1e-6)
+
+
+def test_global_norm_with_eps_zero_and_empty_leaves():
+  """eps = 0: the output has norm 1 exactly; zero-size leaves add nothing to the norm."""
+  rng = np.random.default_rng(11)
+  tree = {"a": np.float32(rng.normal(size=(3, 4))), "empty": np.zeros((0, 2), np.float32),
+          "b": np.float32(rng.normal(size=5) * 1e3)}
+  tx = normalize_by_global_norm(eps=0.0)
+  out, _ = jax.jit(tx.update)(tree, tx.init(None))
+  norm = np.sqrt(sum(np.sum(np.float64(v) ** 2) for v in tree.values()))
+  for k in tree:
+    np.testing.assert_allclose(np.asarray(out[k]), np.float64(tree[k]) / norm, rtol=1e-6)
+  assert out["empty"].shape == (0, 2)
+
+
+# --- NovoGrad's layer-wise moment -------------------------------------------------------
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_layerwise_norm_with_eps_zero_is_exactly_normalized(norm):
+  """eps = eps_root = 0, b2 = 0: u = g / ||g|| (L2) or g / max|g| (L-inf)."""
+  rng = np.random.default_rng(12)
+  grads = {"w": np.float32(rng.normal(size=(4, 3)) * 1e-4),
+           "stack": np.float32(rng.normal(size=(2, 5)) * 1e4)}
+  tx = scale_by_layerwise_norm(b2=0.0, eps=0.0, norm=norm, layer_axes={"w": None, "stack": 0})
+  out, _ = jax.jit(tx.update)(grads, tx.init(grads))
+  size = lambda x, axis=None: (np.linalg.norm(x, axis=axis, keepdims=axis is not None)
+                               if norm == "l2"
+                               else np.max(np.abs(x), axis=axis, keepdims=axis is not None))
+  np.testing.assert_allclose(np.asarray(out["w"]), grads["w"] / size(np.float64(grads["w"])),
+                             rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(out["stack"]),
+                             grads["stack"] / size(np.float64(grads["stack"]), axis=1),
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize("eps,eps_root", [(1e-6, 0.0), (0.0, 1e-8)])
+def test_layerwise_norm_zero_gradient_layer_gives_zero(eps, eps_root):
+  tx = scale_by_layerwise_norm(eps=eps, eps_root=eps_root, layer_axes=0)
+  grads = {"stack": np.float32([[0.0, 0.0], [3.0, 4.0]])}
+  out, state = tx.update(grads, tx.init(grads))
+  np.testing.assert_allclose(np.asarray(out["stack"]),
+                             [[0.0, 0.0], [3.0 / (np.sqrt(25 + eps_root) + eps),
+                                           4.0 / (np.sqrt(25 + eps_root) + eps)]], rtol=1e-6)
+  np.testing.assert_array_equal(np.asarray(state.nu["stack"]), [0.0, 25.0])
+
+
+@pytest.mark.parametrize("nu_init", ["first", "zero"])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_infinite_moment_restarts_from_the_gradient(nu_init, amsgrad):
+  """A moment that overflowed to inf restarts as v = ||g||^2 (and v_hat = v), so the
+  layer keeps moving; a finite moment of another layer follows the recurrence."""
+  b2, eps = 0.5, 1e-6
+  grads = {"a": np.float32([3.0, 4.0]), "b": np.float32([1.0, 2.0, 2.0])}
+  tx = scale_by_layerwise_norm(b2=b2, eps=eps, nu_init=nu_init, amsgrad=amsgrad)
+  state = tx.init(grads)
+  nu = {"a": jnp.float32(jnp.inf), "b": jnp.float32(4.0)}
+  state = ScaleByLayerwiseNormState(count=jnp.asarray(3, jnp.int32), nu=nu,
+                                    nu_max=dict(nu) if amsgrad else None)
+  out, new_state = tx.update(grads, state)
+  expected_nu = {"a": 25.0, "b": b2 * 4.0 + (1 - b2) * 9.0}
+  for k, v in expected_nu.items():
+    np.testing.assert_allclose(float(new_state.nu[k]), v, rtol=1e-6)
+    # v_hat: a restart of "a"; max(4, 6.5) for "b".
+    denominator = np.sqrt(v) + eps
+    np.testing.assert_allclose(np.asarray(out[k]), grads[k] / denominator, rtol=1e-6)
+    if amsgrad:
+      np.testing.assert_allclose(float(new_state.nu_max[k]), v, rtol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_novograd_with_zero_size_leaves(norm):
+  """Zero-size leaves (alone, stacked, or among small leaves that are normalized
+  together) have a zero norm and leave every other layer's update unchanged."""
+  b1, b2, lr, eps = 0.9, 0.5, 0.1, 1e-6
+  rng = np.random.default_rng(13)
+  shapes = {"empty": (0, 3), "stacked_empty": (2, 0), "w": (4, 3), "v": (4, 3), "b": (3,)}
+  axes = {"empty": None, "stacked_empty": 0, "w": None, "v": None, "b": None}
+  params = {k: np.float32(rng.normal(size=s)) for k, s in shapes.items()}
+  grads = [{k: np.float32(rng.normal(size=s)) for k, s in shapes.items()} for _ in range(3)]
+  opt = novograd(lr, b1=b1, b2=b2, eps=eps, norm=norm, layer_axes=axes)
+  p = jax.tree.map(jnp.asarray, params)
+  state = opt.init(p)
+  update = jax.jit(opt.update)
+  for g in grads:
+    updates, state = update(g, state, p)
+    p = optax.apply_updates(p, updates)
+  for k in ("w", "v", "b"):
+    w, m, nu = np.float64(params[k]), 0.0, 0.0
+    for t, g in enumerate(grads):
+      gk = np.float64(g[k])
+      squared = np.sum(gk ** 2) if norm == "l2" else np.max(gk ** 2)
+      nu = squared if t == 0 else b2 * nu + (1 - b2) * squared
+      m = b1 * m + gk / (np.sqrt(nu) + eps)
+      w = w - lr * m
+    np.testing.assert_allclose(np.asarray(p[k]), w, rtol=1e-5, atol=1e-6, err_msg=k)
+  assert p["empty"].shape == (0, 3)
+  nu = state[0].nu
+  np.testing.assert_array_equal(np.asarray(nu["stacked_empty"]), np.zeros(2))
+  np.testing.assert_array_equal(np.asarray(nu["empty"]), 0.0)
