@@ -7,6 +7,8 @@ norm (the exact last norm with ``b2=0``) that comes for free with every step.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -25,33 +27,92 @@ class LayerwiseStatistics(NamedTuple):
   gradient_norm: Any
 
 
-def _is_layerwise_state(x: Any) -> bool:
-  return isinstance(x, ScaleByLayerwiseNormState)
+def _unwrap_variables(tree: Any) -> Any:
+  """Replaces Flax NNX ``Variable`` leaves (``nnx.Optimizer`` wraps every array of
+  its state in one) by their arrays, so that paths name the layers, without a
+  trailing ``.value``. Flax is not a dependency: without it nothing is wrapped."""
+  nnx = sys.modules.get("flax.nnx")
+  variable_type = getattr(nnx, "Variable", None)
+  if variable_type is None:
+    return tree
+
+  def value(x):
+    return x.get_value() if hasattr(x, "get_value") else x.value
+
+  return jax.tree.map(
+      lambda x: value(x) if isinstance(x, variable_type) else x, tree,
+      is_leaf=lambda x: isinstance(x, variable_type))
+
+
+# ``nnx.state(optimizer)`` turns every NamedTuple of the optax state into a mapping
+# of its field names (and drops ``None`` fields): a mapping with exactly these
+# keys is a flattened ScaleByLayerwiseNormState.
+_FLATTENED_FIELD_SETS = (
+    frozenset({"count", "nu"}), frozenset(ScaleByLayerwiseNormState._fields))
+
+
+def _layerwise_states(tree: Any) -> list[ScaleByLayerwiseNormState]:
+  """Every layer-wise norm state in ``tree``, depth first in pytree order."""
+  found: list[ScaleByLayerwiseNormState] = []
+
+  def visit(node):
+    if isinstance(node, ScaleByLayerwiseNormState):
+      found.append(node)
+      return
+    if isinstance(node, Mapping) and frozenset(node.keys()) in _FLATTENED_FIELD_SETS:
+      found.append(ScaleByLayerwiseNormState(
+          count=node["count"], nu=node["nu"], nu_max=node.get("nu_max")))
+      return
+    children = jax.tree_util.tree_leaves(
+        node, is_leaf=lambda x: x is not node and x is not None)
+    if len(children) == 1 and children[0] is node:
+      return  # an array: a leaf
+    for child in children:
+      visit(child)
+
+  visit(tree)
+  return found
 
 
 def layerwise_statistics(opt_state: Any) -> LayerwiseStatistics:
   """Finds the (first) :func:`scale_by_layerwise_norm` state inside ``opt_state``
-  — also inside ``optax.chain``, ``inject_hyperparams``, ``MultiSteps`` or
-  ``masked`` states — and returns its per-layer moments.
+  and returns its per-layer moments, keyed like the params.
+
+  ``opt_state`` may be an optax state (also inside ``optax.chain``,
+  ``inject_hyperparams``, ``MultiSteps`` or ``masked`` states), a Flax
+  ``nnx.Optimizer``, its ``opt_state``, or ``nnx.state(optimizer)``; NNX
+  variables are unwrapped to their arrays.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from novograd_optax import novograd, layerwise_statistics
+    >>> opt = novograd(0.1, b2=0.0)
+    >>> params = {"w": jnp.zeros(2)}
+    >>> _, state = opt.update({"w": jnp.array([3.0, 4.0])}, opt.init(params), params)
+    >>> print(layerwise_statistics(state).gradient_norm["w"])
+    5.0
 
   Raises:
     ValueError: if ``opt_state`` holds no layer-wise norm state.
   """
-  found = [s for s in jax.tree.leaves(opt_state, is_leaf=_is_layerwise_state)
-           if _is_layerwise_state(s)]
+  if not isinstance(opt_state, (tuple, list, Mapping)) and hasattr(opt_state, "opt_state"):
+    opt_state = opt_state.opt_state  # an nnx.Optimizer
+  found = _layerwise_states(opt_state)
   if not found:
     raise ValueError(
         "opt_state: no scale_by_layerwise_norm state found; pass the state of a"
-        " novograd() (or a chain containing scale_by_layerwise_norm).")
-  nu = found[0].nu
+        " novograd() (or a chain containing scale_by_layerwise_norm), an"
+        " nnx.Optimizer or nnx.state(optimizer).")
+  nu = _unwrap_variables(found[0].nu)
   return LayerwiseStatistics(second_moment=nu, gradient_norm=jax.tree.map(jnp.sqrt, nu))
 
 
 def flatten_for_logging(tree: Any, prefix: str = "") -> dict[str, Any]:
   """``{"<prefix>['dense']['kernel']": value}`` for a metrics logger; stacked
-  layers (non-scalar moments) are split into one entry per layer index."""
+  layers (non-scalar moments) are split into one entry per layer index. Flax
+  NNX variables are unwrapped, so no key ends in ``.value``."""
   flat = {}
-  for path, value in jax.tree_util.tree_leaves_with_path(tree):
+  for path, value in jax.tree_util.tree_leaves_with_path(_unwrap_variables(tree)):
     name = prefix + jax.tree_util.keystr(path)
     value = jnp.asarray(value)
     if value.ndim == 0:

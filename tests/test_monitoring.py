@@ -109,3 +109,63 @@ def test_flatten_statistics_of_a_run():
   flat = flatten_for_logging(layerwise_statistics(state).gradient_norm)
   assert sorted(flat) == ["['dense']['b']", "['dense']['w']", "['stack'][0]", "['stack'][1]"]
   assert all(np.isfinite(float(v)) and float(v) > 0 for v in flat.values())
+
+
+class _TwoLayers:
+  """Built lazily so that the module imports without Flax."""
+
+  @staticmethod
+  def make():
+    from flax import nnx
+
+    class TwoLayers(nnx.Module):
+      def __init__(self, rngs):
+        self.hidden = nnx.Linear(3, 4, rngs=rngs)
+        self.out = nnx.Linear(4, 2, rngs=rngs)
+
+      def __call__(self, x):
+        return self.out(jax.nn.tanh(self.hidden(x)))
+
+    return TwoLayers(nnx.Rngs(0))
+
+
+def test_flax_nnx_optimizer_and_its_states():
+  nnx = pytest.importorskip("flax.nnx")
+  model = _TwoLayers.make()
+  optimizer = nnx.Optimizer(model, novograd(0.05, b2=0.5), wrt=nnx.Param)
+  rng = np.random.default_rng(3)
+  squared_norms = []
+  for _ in range(3):
+    x = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+    grads = nnx.grad(lambda m, x=x: jnp.mean(m(x) ** 2))(model)
+    plain = nnx.to_pure_dict(grads)
+    squared_norms.append(jax.tree.map(lambda g: np.sum(np.square(np.asarray(g, np.float64))),
+                                      plain))
+    optimizer.update(model, grads)
+  # v_1 = ||g_1||^2, v_t = b2 v_{t-1} + (1 - b2) ||g_t||^2, from the gradients alone.
+  expected = squared_norms[0]
+  for later in squared_norms[1:]:
+    expected = jax.tree.map(lambda v, s: 0.5 * v + 0.5 * s, expected, later)
+  expected_keys = {jax.tree_util.keystr(path) for path, _ in
+                   jax.tree_util.tree_leaves_with_path(expected)}
+  assert expected_keys == {"['hidden']['bias']", "['hidden']['kernel']",
+                           "['out']['bias']", "['out']['kernel']"}
+  for name, state in {"optimizer": optimizer, "opt_state": optimizer.opt_state,
+                      "nnx.state": nnx.state(optimizer)}.items():
+    stats = layerwise_statistics(state)
+    flat = flatten_for_logging(stats.gradient_norm)
+    assert set(flat) == expected_keys, name
+    for path, value in jax.tree_util.tree_leaves_with_path(expected):
+      np.testing.assert_allclose(float(flat[jax.tree_util.keystr(path)]), np.sqrt(value),
+                                 rtol=1e-5, err_msg=name)
+    flat_moment = flatten_for_logging(stats.second_moment, prefix="nu")
+    assert set(flat_moment) == {"nu" + k for k in expected_keys}, name
+
+
+def test_flatten_for_logging_unwraps_nnx_variables():
+  nnx = pytest.importorskip("flax.nnx")
+  model = _TwoLayers.make()
+  flat = flatten_for_logging(nnx.state(model, nnx.Param))
+  assert len(flat) == 4 + 3 * 4 + 4 * 2 + 2
+  assert not any(".value" in k or "['value']" in k for k in flat), sorted(flat)
+  np.testing.assert_allclose(float(flat["['out']['bias'][1]"]), 0.0)
