@@ -5,7 +5,7 @@ import pathlib
 import nbclient
 import nbformat
 
-NOTEBOOK = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "novograd_tour.ipynb"
+NOTEBOOK = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "novograd_tour.ipynb"
 
 
 def test_committed_notebook_has_no_outputs():

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "deep_linear_network.py"
+EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "deep_linear_network.py"
 
 
 def load_example():

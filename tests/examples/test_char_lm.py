@@ -12,7 +12,7 @@ from flax import nnx
 
 from novograd_optax import novograd
 
-EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "char_lm.py"
+EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "char_lm.py"
 
 
 def load_example():

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "update_step.py"
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "update_step.py"
 
 # The tiny tree: dense kernel (4, 3), bias (3,), a stack of 2 layers (2, 3, 3).
 SHAPES = [(4, 3), (3,), (2, 3, 3)]

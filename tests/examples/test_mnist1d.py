@@ -8,7 +8,7 @@ import socket
 import numpy as np
 import pytest
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "mnist1d.py")
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "mnist1d.py")
 CHANCE = 0.1  # ten balanced classes
 
 
