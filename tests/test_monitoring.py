@@ -108,7 +108,18 @@ def test_flatten_statistics_of_a_run():
   state = run(novograd(0.1, layer_axes={"dense": None, "stack": 0}), params, grads, tree)
   flat = flatten_for_logging(layerwise_statistics(state).gradient_norm)
   assert sorted(flat) == ["['dense']['b']", "['dense']['w']", "['stack'][0]", "['stack'][1]"]
-  assert all(np.isfinite(float(v)) and float(v) > 0 for v in flat.values())
+  # Eq. (1) of the paper in NumPy, per layer: v_1 = ||g_1||^2, then
+  # v_t = b2 v_{t-1} + (1 - b2) ||g_t||^2 with the default b2 = 0.25; the logged value
+  # is sqrt(v_T). Each stacked slice is a layer of its own.
+  b2 = 0.25
+  layers = {"['dense']['b']": lambda g: g[0], "['dense']['w']": lambda g: g[1],
+            "['stack'][0]": lambda g: g[2][0], "['stack'][1]": lambda g: g[2][1]}
+  for key, layer in layers.items():
+    nu = 0.0
+    for t, g in enumerate(grads):
+      squared = np.sum(np.float64(layer(g)) ** 2)
+      nu = squared if t == 0 else b2 * nu + (1 - b2) * squared
+    np.testing.assert_allclose(float(flat[key]), np.sqrt(nu), rtol=1e-5, err_msg=key)
 
 
 class _TwoLayers:
