@@ -5,7 +5,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 from absl.testing import absltest, parameterized
 
 from novograd_optax import novograd, scale_by_layerwise_norm
@@ -110,28 +109,31 @@ class LayerAxesTest(chex.TestCase):
     chex.assert_trees_all_close(ours, expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("layer_axes, error, text", [
-    (3, ValueError, "out of range"),
-    (-4, ValueError, "out of range"),
-    ((0, 0), ValueError, "repeated"),
-    ((0, -3), ValueError, "repeated"),
-    ({"a": 0, "c": 0}, ValueError, "prefix"),
-    (lambda p: "rows", TypeError, "layer_axes"),
-    (lambda p: 7, ValueError, "out of range"),
-])
-def test_bad_layer_axes_found_at_init(layer_axes, error, text):
-  params = {"a": jnp.ones((2, 3, 4)), "b": jnp.ones((5,))}
-  opt = scale_by_layerwise_norm(layer_axes=layer_axes) if not isinstance(
-      layer_axes, int) else scale_by_layerwise_norm(layer_axes={"a": layer_axes, "b": None})
-  with pytest.raises(error) as info:
-    opt.init(params)
-  assert "layer_axes" in str(info.value) and text in str(info.value), str(info.value)
+class BadLayerAxesTest(parameterized.TestCase):
 
+  @parameterized.parameters(
+      (3, ValueError, "out of range"),
+      (-4, ValueError, "out of range"),
+      ((0, 0), ValueError, "repeated"),
+      ((0, -3), ValueError, "repeated"),
+      ({"a": 0, "c": 0}, ValueError, "prefix"),
+      (lambda p: "rows", TypeError, "layer_axes"),
+      (lambda p: 7, ValueError, "out of range"),
+  )
+  def test_found_at_init(self, layer_axes, error, text):
+    params = {"a": jnp.ones((2, 3, 4)), "b": jnp.ones((5,))}
+    opt = scale_by_layerwise_norm(layer_axes=layer_axes) if not isinstance(
+        layer_axes, int) else scale_by_layerwise_norm(layer_axes={"a": layer_axes, "b": None})
+    with self.assertRaises(error) as info:
+      opt.init(params)
+    self.assertIn("layer_axes", str(info.exception))
+    self.assertIn(text, str(info.exception))
 
-@pytest.mark.parametrize("layer_axes", ["rows", 1.0, (0, "a"), [0, None, True], {"a": "rows"}])
-def test_bad_layer_axes_found_at_construction(layer_axes):
-  with pytest.raises(TypeError, match="layer_axes"):
-    novograd(0.1, layer_axes=layer_axes)
+  # One-element tuples: parameterized would unpack a tuple, list or dict argument.
+  @parameterized.parameters(("rows",), (1.0,), ((0, "a"),), ([0, None, True],), ({"a": "rows"},))
+  def test_found_at_construction(self, layer_axes):
+    with self.assertRaisesRegex(TypeError, "layer_axes"):
+      novograd(0.1, layer_axes=layer_axes)
 
 
 def split(x, axis, pieces):
