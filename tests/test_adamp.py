@@ -10,7 +10,7 @@ from absl.testing import absltest, parameterized
 from novograd_optax import adamp, project_scale_invariant
 from tests.reference import numpy_adamp_sgdp as ref
 
-NUM_STEPS = 3
+NUM_STEPS = 50
 
 
 def run_flax_layout(opt, update, num_steps, channel_axis_layout="flax"):
@@ -41,22 +41,50 @@ def radial_components(update, w, channel_axis):
 
 class AdamPTest(chex.TestCase, parameterized.TestCase):
 
-  @chex.variants(with_jit=True, without_jit=True)
+  @chex.variants(with_jit=True)
   @parameterized.named_parameters(
-      ("flax_layout_decay", "flax", -1, 0.1),
-      ("torch_layout_decay", "torch", 0, 0.1),
+      ("flax_layout", "flax", -1, False),
+      ("torch_layout", "torch", 0, False),
+      ("flax_layout_nesterov", "flax", -1, True),
+      ("torch_layout_nesterov", "torch", 0, True),
   )
-  def test_matches_numpy_transcription(self, layout, channel_axis, weight_decay):
-    lr = 0.01
+  def test_matches_numpy_transcription(self, layout, channel_axis, nesterov):
+    """50 steps against the float64 transcription of the reference, to float32 round-off."""
+    lr, weight_decay = 0.01, 0.1
     expected, views = ref.numpy_adamp(ref.initial_params(), ref.gradients, NUM_STEPS, lr,
-                                      weight_decay=weight_decay)
+                                      weight_decay=weight_decay, nesterov=nesterov)
     # The problem exercises every branch: per-channel, whole-layer, none, 1-D.
     self.assertEqual(views[0], ref.EXPECTED_VIEWS)
     self.assertEqual(views[-1], ref.EXPECTED_VIEWS)
-    opt = adamp(lr, weight_decay=weight_decay, channel_axis=channel_axis)
+    opt = adamp(lr, weight_decay=weight_decay, channel_axis=channel_axis, nesterov=nesterov)
     got = run_flax_layout(opt, self.variant(opt.update), NUM_STEPS, layout)
     for step_got, step_want in zip(got, expected, strict=True):
       chex.assert_trees_all_close(step_got, step_want, rtol=2e-5, atol=2e-6)
+
+  def test_nadam_debiasing_is_an_option_and_differs(self):
+    """``nesterov_debias="nadam"`` is optax's NAdam step (``optax.adamw(nesterov=True)``
+    on a layer that is never projected) and is far from the reference's."""
+    lr, b1 = 0.01, 0.9
+    rng = np.random.default_rng(6)
+    params = {"bias": jnp.float32(rng.normal(size=(5,)))}
+    nadam = adamp(lr, b1=b1, nesterov=True, nesterov_debias="nadam")
+    theirs = optax.adamw(lr, b1=b1, weight_decay=0.0, nesterov=True)
+    reference = adamp(lr, b1=b1, nesterov=True)
+    p_nadam, s_nadam = params, nadam.init(params)
+    p_theirs, s_theirs = params, theirs.init(params)
+    p_ref, s_ref = params, reference.init(params)
+    for t in range(30):
+      g = {"bias": jnp.float32(np.random.default_rng(t).normal(size=(5,)))}
+      u, s_nadam = nadam.update(g, s_nadam, p_nadam)
+      p_nadam = optax.apply_updates(p_nadam, u)
+      u, s_theirs = theirs.update(g, s_theirs, p_theirs)
+      p_theirs = optax.apply_updates(p_theirs, u)
+      u, s_ref = reference.update(g, s_ref, p_ref)
+      p_ref = optax.apply_updates(p_ref, u)
+    chex.assert_trees_all_close(p_nadam, p_theirs, rtol=1e-6, atol=1e-7)
+    moved_nadam = np.float64(p_nadam["bias"]) - np.float64(params["bias"])
+    moved_ref = np.float64(p_ref["bias"]) - np.float64(params["bias"])
+    self.assertGreater(np.max(np.abs(moved_nadam - moved_ref)), 1e-3)
 
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.named_parameters(
@@ -88,13 +116,15 @@ class AdamPTest(chex.TestCase, parameterized.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.parameters(False, True)
   def test_generic_kernel_equals_optax_adamw(self, nesterov):
+    """Without projection: optax.adamw; with Nesterov that is NAdam's debiasing."""
     lr = optax.cosine_decay_schedule(0.01, 10)
     wd = optax.linear_schedule(0.1, 0.01, 10)
     rng = np.random.default_rng(4)
     params = {"kernel": jnp.float32(rng.normal(size=(3, 3, 2, 4))),
               "dense": jnp.float32(rng.normal(size=(5, 3))),
               "bias": jnp.float32(rng.normal(size=(3,)))}
-    ours = adamp(lr, b1=0.8, b2=0.99, weight_decay=wd, nesterov=nesterov)
+    ours = adamp(lr, b1=0.8, b2=0.99, weight_decay=wd, nesterov=nesterov,
+                 nesterov_debias="nadam")
     theirs = optax.adamw(lr, b1=0.8, b2=0.99, weight_decay=wd, nesterov=nesterov)
     update = self.variant(ours.update)
     p_ours, s_ours = params, ours.init(params)
@@ -145,6 +175,8 @@ class AdamPTest(chex.TestCase, parameterized.TestCase):
       adamp(1e-3, channel_axis=1.0)
     with self.assertRaisesRegex(TypeError, "nesterov"):
       adamp(1e-3, nesterov=1)
+    with self.assertRaisesRegex(ValueError, "nesterov_debias"):
+      adamp(1e-3, nesterov=True, nesterov_debias="dozat")
     opt = adamp(1e-3, channel_axis=2)
     params = {"k": jnp.ones((3, 2))}
     with self.assertRaisesRegex(ValueError, "channel_axis=2"):

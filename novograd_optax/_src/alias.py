@@ -12,16 +12,17 @@ docstrings state the update in one formula and the paper reference.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from novograd_optax._src import validation
 from novograd_optax._src.global_norm import normalize_by_global_norm
 from novograd_optax._src.layers import LayerAxes
 from novograd_optax._src.layerwise_norm import MomentInit, Norm, scale_by_layerwise_norm
-from novograd_optax._src.projection import project_scale_invariant
+from novograd_optax._src.projection import projected
 from novograd_optax._src.trust_ratio import clip_by_layerwise_trust_ratio
 from novograd_optax._src.wrappers import (
     add_decayed_weights_requiring_params,
@@ -217,6 +218,7 @@ def adamp(
     delta: jax.typing.ArrayLike = 0.1,
     wd_ratio: jax.typing.ArrayLike = 0.1,
     nesterov: bool = False,
+    nesterov_debias: Literal["reference", "nadam"] = "reference",
     channel_axis: int = -1,
     weight_decay_mask: optax.MaskOrFn = None,
     mu_dtype: Optional[Any] = None,
@@ -230,17 +232,20 @@ def adamp(
      w_{t+1} = w_t - \lambda_t (p_t + d\,r\,w_t)
 
   Heo et al., *AdamP: Slowing Down the Slowdown for Momentum Optimizers on
-  Scale-invariant Weights*, ICLR 2021. Where no leaf is projected the result is
-  exactly ``optax.adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay,
-  nesterov=nesterov)`` (the reference's ``lr / bc1`` step size and
-  ``sqrt(v) / sqrt(bc2) + eps`` denominator are optax's bias corrections).
+  Scale-invariant Weights*, ICLR 2021, Algorithm 2, and its PyTorch reference
+  (Clova AI, ``adamp/adamp.py``), which this equals to float32 round-off. Where
+  no leaf is projected and ``nesterov=False`` the result is exactly
+  ``optax.adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay)`` (the
+  reference's ``lr / bc1`` step size and ``sqrt(v) / sqrt(bc2) + eps``
+  denominator are optax's bias corrections).
 
-  ``nesterov=True`` uses ``optax.scale_by_adam(nesterov=True)`` (NAdam): its
-  momentum term is debiased with :math:`1-\beta_1^{t+1}` where the PyTorch
-  reference divides :math:`\beta_1 m_t + (1-\beta_1) g_t` by
-  :math:`1-\beta_1^t`; the momentum terms differ by the factor
-  :math:`(1-\beta_1^t)/(1-\beta_1^{t+1})`, within 2% of 1 from step 20 on for
-  :math:`\beta_1 = 0.9`.
+  ``nesterov=True`` takes the reference's Nesterov step
+  :math:`p_t = \frac{(\beta_1 m_t + (1-\beta_1) g_t)/(1-\beta_1^t)}
+  {\sqrt{v_t/(1-\beta_2^t)} + \epsilon}`: one bias correction for both terms.
+  ``nesterov_debias="nadam"`` instead uses ``optax.scale_by_adam(nesterov=True)``
+  (NAdam, as ``optax.adamw(nesterov=True)``), which debiases the momentum term
+  with :math:`1-\beta_1^{t+1}`; that is not the published AdamP (the two are
+  up to 43% apart after 30 steps).
 
   Args:
     learning_rate: a float >= 0 or an optax schedule.
@@ -252,6 +257,8 @@ def adamp(
     delta: cosine threshold of the scale-invariance test, >= 0.
     wd_ratio: decay factor :math:`r` on projected leaves, >= 0.
     nesterov: Nesterov momentum (see above).
+    nesterov_debias: ``"reference"`` (default, the AdamP reference) or
+      ``"nadam"`` (optax's NAdam debiasing); only read with ``nesterov=True``.
     channel_axis: output-channel axis of kernels: ``-1`` for Flax (default),
       ``0`` for PyTorch layouts. Leaves with ``ndim <= 1`` are never projected.
     weight_decay_mask: pytree of bools (or a callable), ``True`` where decay
@@ -279,14 +286,45 @@ def adamp(
   validation.check_decay_rate("b1", b1)
   validation.check_decay_rate("b2", b2)
   validation.check_bool("nesterov", nesterov)
+  validation.check_choice("nesterov_debias", nesterov_debias, ("reference", "nadam"))
   # eps, weight_decay, delta, wd_ratio, channel_axis: checked by the projection.
+  if nesterov and nesterov_debias == "reference":
+    adam = _scale_by_adam_reference_nesterov(b1, b2, eps, mu_dtype)
+  else:
+    adam = optax.scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype, nesterov=nesterov)
   return optax.chain(
-      project_scale_invariant(
-          optax.scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype, nesterov=nesterov),
-          delta=delta, wd_ratio=wd_ratio, weight_decay=weight_decay,
+      projected(
+          adam, delta=delta, wd_ratio=wd_ratio, weight_decay=weight_decay,
           weight_decay_mask=weight_decay_mask, eps=eps, channel_axis=channel_axis),
       optax.scale_by_learning_rate(learning_rate),
   )
+
+
+def _scale_by_adam_reference_nesterov(b1, b2, eps, mu_dtype) -> optax.GradientTransformation:
+  r"""``optax.scale_by_adam`` (same state) with the Nesterov step of the AdamP
+  reference: :math:`\frac{(\beta_1 m_t + (1-\beta_1) g_t)/(1-\beta_1^t)}
+  {\sqrt{v_t/(1-\beta_2^t)} + \epsilon}`.
+
+  optax's ``nesterov=True`` is NAdam's form, which debiases :math:`m_t` with
+  :math:`1-\beta_1^{t+1}`; AdamP's reference applies its one step size
+  ``lr / (1 - b1**t)`` to both terms, and that is what this computes.
+  """
+  adam = optax.scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype)
+  mu_dtype = None if mu_dtype is None else jax.dtypes.canonicalize_dtype(mu_dtype)
+
+  def update_fn(updates, state, params=None):
+    del params
+    mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+    nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
+    count = optax.safe_increment(state.count)
+    lookahead = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, mu, updates)
+    mu_hat = optax.tree.bias_correction(lookahead, b1, count)
+    nu_hat = optax.tree.bias_correction(nu, b2, count)
+    steps = jax.tree.map(lambda m, v: m / (jnp.sqrt(v) + eps), mu_hat, nu_hat)
+    return steps, optax.ScaleByAdamState(
+        count=count, mu=optax.tree.cast(mu, mu_dtype), nu=optax.tree.cast_like(nu, state.nu))
+
+  return optax.GradientTransformation(adam.init, update_fn)
 
 
 def sgdp(
@@ -299,6 +337,7 @@ def sgdp(
     delta: jax.typing.ArrayLike = 0.1,
     wd_ratio: jax.typing.ArrayLike = 0.1,
     nesterov: bool = False,
+    project_momentum: bool = True,
     channel_axis: int = -1,
     weight_decay_mask: optax.MaskOrFn = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -313,13 +352,17 @@ def sgdp(
      w_{t+1} = w_t - \lambda_t\Big(p_t + \frac{d\,r}{1-\mu} w_t\Big)
 
   Heo et al., *AdamP: Slowing Down the Slowdown for Momentum Optimizers on
-  Scale-invariant Weights*, ICLR 2021. **The momentum buffer is not
-  projected** (the paper's Algorithm 1); the PyTorch reference without
-  Nesterov writes the projected step into its buffer. Where no leaf is
-  projected the result equals ``optax.sgd(learning_rate, momentum,
-  nesterov)`` with decoupled decay :math:`d/(1-\mu)` (the reference's scaling,
-  which keeps the decay's share of the steady-state step independent of
-  :math:`\mu`).
+  Scale-invariant Weights*, ICLR 2021, Algorithm 1, and its PyTorch reference
+  (Clova AI, ``adamp/sgdp.py``), which this equals to float32 round-off. Without
+  Nesterov the reference's step and momentum buffer are one tensor, projected
+  in place, so the buffer keeps the projected step: :math:`b_t \leftarrow p_t`
+  after the projection (default, ``project_momentum=True``).
+  ``project_momentum=False`` keeps the buffer unprojected, as the paper's
+  Algorithm 1 is printed. With Nesterov the step is a new tensor and the buffer
+  is never projected. Where no leaf is projected the result equals
+  ``optax.sgd(learning_rate, momentum, nesterov)`` with decoupled decay
+  :math:`d/(1-\mu)` (the reference's scaling, which keeps the decay's share of
+  the steady-state step independent of :math:`\mu`).
 
   Args:
     learning_rate: a float >= 0 or an optax schedule.
@@ -332,6 +375,9 @@ def sgdp(
     delta: cosine threshold of the scale-invariance test, >= 0.
     wd_ratio: decay factor :math:`r` on projected leaves, >= 0.
     nesterov: Nesterov momentum, ``g + momentum * buf``.
+    project_momentum: without Nesterov, store the projected step as the
+      momentum buffer (the reference; default) or keep the buffer unprojected
+      (``False``, the paper's Algorithm 1 as printed).
     channel_axis: output-channel axis of kernels: ``-1`` for Flax (default),
       ``0`` for PyTorch layouts. Leaves with ``ndim <= 1`` are never projected.
     weight_decay_mask: pytree of bools (or a callable), ``True`` where decay
@@ -359,6 +405,7 @@ def sgdp(
   validation.check_decay_rate("dampening", dampening)
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
   validation.check_bool("nesterov", nesterov)
+  validation.check_bool("project_momentum", project_momentum)
   dampening_is_zero = validation.is_static_zero(dampening)
   # Arrays (e.g. under optax.inject_hyperparams) cannot be checked here.
   if nesterov and isinstance(dampening, numbers.Real) and not dampening_is_zero:
@@ -374,9 +421,17 @@ def sgdp(
   inner = optax.chain(
       optax.identity() if dampening_is_zero else optax.scale(1.0 - dampening),
       optax.trace(momentum, nesterov=nesterov))
+
+  def store_in_buffer(inner_state, steps):
+    """The reference's ``d_p = buf`` is projected in place: buf <- projected step."""
+    scale_state, trace_state = inner_state
+    return scale_state, optax.TraceState(trace=jax.tree.map(
+        lambda p, old: p.astype(old.dtype), steps, trace_state.trace))
+
   return optax.chain(
-      project_scale_invariant(
+      projected(
           inner, delta=delta, wd_ratio=wd_ratio, weight_decay=decay,
-          weight_decay_mask=weight_decay_mask, eps=eps, channel_axis=channel_axis),
+          weight_decay_mask=weight_decay_mask, eps=eps, channel_axis=channel_axis,
+          store_projected=store_in_buffer if project_momentum and not nesterov else None),
       optax.scale_by_learning_rate(learning_rate),
   )

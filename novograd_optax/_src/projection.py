@@ -8,7 +8,7 @@ inflates :math:`\|w\|` and shrinks the effective step. For every leaf with
 ``ndim > 1`` and a step :math:`p` from any inner optimizer::
 
     for view in (per-output-channel, whole-layer):
-      cos = |<w, g>| / (||w|| * ||g|| + eps)           # per row of the view
+      cos = |<w, g>| / (max(||w||, eps) * max(||g||, eps))   # per row of the view
       if max(cos) < delta / sqrt(row length):          # looks scale-invariant
         w_hat = w / (||w|| + eps)                      # per row
         p = p - w_hat * <w_hat, p>                     # per row
@@ -32,7 +32,8 @@ on the projection decision; it is optax's ``add_decayed_weights`` applied to
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -72,9 +73,13 @@ def _project_leaf(g, w, p, delta, wd_ratio, eps, channel_axis):
   whole_layer = tuple(range(w.ndim))
 
   def looks_scale_invariant(rows):
+    # torch.nn.functional.cosine_similarity, as the reference: each norm is
+    # floored at eps (not eps added to their product), which matters for tiny
+    # gradients near the threshold.
     dot = jnp.sum(w32 * g32, axis=rows)
-    norms = jnp.sqrt(jnp.sum(w32 * w32, axis=rows) * jnp.sum(g32 * g32, axis=rows))
-    cosine = jnp.abs(dot) / (norms + eps)
+    w_norm = jnp.maximum(jnp.sqrt(jnp.sum(w32 * w32, axis=rows)), eps)
+    g_norm = jnp.maximum(jnp.sqrt(jnp.sum(g32 * g32, axis=rows)), eps)
+    cosine = jnp.abs(dot) / (w_norm * g_norm)
     row_length = math.prod(w.shape[a] for a in rows)
     return jnp.max(cosine) < delta / math.sqrt(row_length)
 
@@ -107,7 +112,7 @@ def project_scale_invariant(
 
   .. math::
      p = \mathrm{inner}(g), \quad
-     \cos = \frac{|\langle w, g\rangle|}{\|w\|\,\|g\| + \epsilon}, \quad
+     \cos = \frac{|\langle w, g\rangle|}{\max(\|w\|,\epsilon)\max(\|g\|,\epsilon)}, \quad
      p \leftarrow p - \hat w \langle \hat w, p\rangle \ \text{if}\
      \max\cos < \delta/\sqrt{n}, \quad
      u = p + d\,r\,w
@@ -146,6 +151,26 @@ def project_scale_invariant(
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`.
   """
+  return projected(
+      inner, delta=delta, wd_ratio=wd_ratio, weight_decay=weight_decay,
+      weight_decay_mask=weight_decay_mask, eps=eps, channel_axis=channel_axis)
+
+
+def projected(
+    inner: optax.GradientTransformation,
+    *,
+    delta: jax.typing.ArrayLike,
+    wd_ratio: jax.typing.ArrayLike,
+    weight_decay: optax.ScalarOrSchedule,
+    weight_decay_mask: optax.MaskOrFn,
+    eps: jax.typing.ArrayLike,
+    channel_axis: int,
+    store_projected: Optional[Callable[[optax.OptState, optax.Updates], optax.OptState]] = None,
+) -> optax.GradientTransformationExtraArgs:
+  """:func:`project_scale_invariant`, and with ``store_projected`` the projected
+  steps are also written into the inner state: ``store_projected(inner_state,
+  steps)`` returns the new inner state. SGDP's reference without Nesterov needs
+  this: its step *is* its momentum buffer (one tensor, projected in place)."""
   validation.check_non_negative("delta", delta)
   validation.check_non_negative("wd_ratio", wd_ratio)
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
@@ -169,12 +194,14 @@ def project_scale_invariant(
         _project_leaf(g, w, p, delta, wd_ratio, eps, channel_axis)
         for g, w, p in zip(grads, treedef.flatten_up_to(params),
                            treedef.flatten_up_to(steps), strict=True)]
-    projected = treedef.unflatten([step for step, _ in pairs])
+    projected_steps = treedef.unflatten([step for step, _ in pairs])
     factors = treedef.unflatten([factor for _, factor in pairs])
+    if store_projected is not None:
+      inner_state = store_projected(inner_state, projected_steps)
     # Decaying `wd_factor * w` reuses optax's schedule and mask handling.
     scaled_params = jax.tree.map(
         lambda w, f: (w * f).astype(w.dtype), params, factors)
-    out, decay_state = decay.update(projected, state.decay_state, scaled_params)
+    out, decay_state = decay.update(projected_steps, state.decay_state, scaled_params)
     return out, ProjectScaleInvariantState(inner_state, decay_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -1,27 +1,31 @@
-r"""AdamP and SGDP in plain NumPy, transcribed from the PyTorch reference layout.
+r"""AdamP and SGDP in plain NumPy, transcribed from the PyTorch reference.
 
 Heo et al., *AdamP: Slowing Down the Slowdown for Momentum Optimizers on
-Scale-invariant Weights*, ICLR 2021. Kernels are in PyTorch layout: the output
-channel is axis 0, so the per-channel view is ``x.reshape(x.shape[0], -1)`` and
-the whole-layer view is ``x.reshape(1, -1)``::
+Scale-invariant Weights*, ICLR 2021; the reference is Clova AI's ``adamp/adamp.py``
+and ``adamp/sgdp.py`` (also the ``adamp`` package on PyPI). Kernels are in PyTorch
+layout: the output channel is axis 0, so the per-channel view is
+``x.view(x.size(0), -1)`` and the whole-layer view is ``x.view(1, -1)``::
 
     for view in (per-output-channel, whole-layer):      # only for ndim > 1
-      cos = |<w, g>| / (||w|| * ||g|| + eps)            # per row
+      cos = |cosine_similarity(g, w, dim=1, eps)|       # <g, w> / (max(||g||, eps) max(||w||, eps))
       if max(cos) < delta / sqrt(row length):
-        w_hat = w / (||w|| + eps);  p = p - w_hat <w_hat, p>;  wd_factor = wd_ratio; stop
+        w_hat = w / (||w|| + eps);  p -= w_hat <w_hat, p>;  wd_factor = wd_ratio; stop
 
-AdamP (reference, without Nesterov)::
+AdamP::
 
     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
-    p = m / (sqrt(v) / sqrt(1 - b2^t) + eps);  project p
+    denom = sqrt(v) / sqrt(1 - b2^t) + eps
+    p = m / denom   (Nesterov: (b1 m + (1 - b1) g) / denom);  project p
     w = w * (1 - lr wd wd_factor);  w = w - lr / (1 - b1^t) * p
 
-SGDP (the paper's Algorithm 1: the buffer is *not* projected; ``buffer_projected``
-gives the PyTorch reference, which projects the buffer in place)::
+SGDP::
 
     buf = momentum buf + (1 - dampening) g;  p = buf  (Nesterov: g + momentum buf)
-    project p
+    project p     # in place: without Nesterov p *is* buf, so the buffer is projected
     w = w * (1 - lr wd wd_factor / (1 - momentum));  w = w - lr p
+
+``buffer_projected=False`` gives the paper's Algorithm 1 as printed (the buffer
+keeps the unprojected sum).
 
 Everything in float64; nothing here uses jax or the library under test.
 """
@@ -42,7 +46,7 @@ def project(w, g, p, delta, wd_ratio, eps):
   for name, rows in ((CHANNEL, w.shape[0]), (LAYER, 1)):
     wv, gv, pv = (x.reshape(rows, -1) for x in (w, g, p))
     cos = np.abs(np.sum(wv * gv, axis=1)) / (
-        np.linalg.norm(wv, axis=1) * np.linalg.norm(gv, axis=1) + eps)
+        np.maximum(np.linalg.norm(gv, axis=1), eps) * np.maximum(np.linalg.norm(wv, axis=1), eps))
     if cos.max() < delta / np.sqrt(wv.shape[1]):
       w_hat = wv / (np.linalg.norm(wv, axis=1, keepdims=True) + eps)
       pv = pv - w_hat * np.sum(w_hat * pv, axis=1, keepdims=True)
@@ -54,7 +58,7 @@ GradFn = Callable[[int, dict], dict]
 
 
 def numpy_adamp(params, grad_fn: GradFn, num_steps, lr, b1=0.9, b2=0.999, eps=1e-8,
-                weight_decay=0.0, delta=0.1, wd_ratio=0.1):
+                weight_decay=0.0, delta=0.1, wd_ratio=0.1, nesterov=False):
   """Trajectory of the weights and, per step, which view each leaf used."""
   w = {k: np.asarray(v, np.float64) for k, v in params.items()}
   m = {k: np.zeros_like(v) for k, v in w.items()}
@@ -67,7 +71,8 @@ def numpy_adamp(params, grad_fn: GradFn, num_steps, lr, b1=0.9, b2=0.999, eps=1e
       m[k] = b1 * m[k] + (1 - b1) * g[k]
       v[k] = b2 * v[k] + (1 - b2) * g[k] ** 2
       denom = np.sqrt(v[k]) / np.sqrt(1 - b2 ** t) + eps
-      p, factor, used[k] = project(w[k], g[k], m[k] / denom, delta, wd_ratio, eps)
+      p = (b1 * m[k] + (1 - b1) * g[k]) / denom if nesterov else m[k] / denom
+      p, factor, used[k] = project(w[k], g[k], p, delta, wd_ratio, eps)
       w[k] = w[k] * (1 - lr * weight_decay * factor) - lr / (1 - b1 ** t) * p
     weights.append({k: x.copy() for k, x in w.items()})
     views.append(used)
@@ -76,7 +81,7 @@ def numpy_adamp(params, grad_fn: GradFn, num_steps, lr, b1=0.9, b2=0.999, eps=1e
 
 def numpy_sgdp(params, grad_fn: GradFn, num_steps, lr, momentum=0.9, dampening=0.0,
                eps=1e-8, weight_decay=0.0, delta=0.1, wd_ratio=0.1, nesterov=False,
-               buffer_projected=False):
+               buffer_projected=True):
   w = {k: np.asarray(v, np.float64) for k, v in params.items()}
   buf = {k: np.zeros_like(v) for k, v in w.items()}
   weights, views, buffers = [], [], []
