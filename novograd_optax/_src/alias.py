@@ -58,7 +58,8 @@ def novograd(
 
   with :math:`c = 1` (Algorithm 1) or :math:`c = 1-\beta_1`
   (``grad_averaging``). Ginsburg et al., *Stochastic Gradient Methods with
-  Layer-wise Adaptive Moments for Training of Deep Networks*, 2019, §3.
+  Layer-wise Adaptive Moments for Training of Deep Networks*, 2019, §3. The
+  math of every option: :ref:`algorithms-novograd`.
 
   The defaults equal ``optax.novograd``'s, and with the same arguments the
   results are identical. Memory: the first moment plus 4 bytes per layer, half
@@ -165,10 +166,10 @@ def sngm(
      w_{t+1} = w_t - \lambda_t u_{t+1}
 
   Zhao, Shi, Xie and Li, *Stochastic Normalized Gradient Descent with Momentum for
-  Large-Batch Training*, 2020. The norm is taken over the whole gradient (all
-  layers at once), so every step has length :math:`\le \lambda_t/(1-\beta)`;
-  the paper shows this tolerates larger batches than momentum SGD for the same
-  number of gradient computations.
+  Large-Batch Training*, 2020 (math: :ref:`algorithms-sngm`). The norm is taken
+  over the whole gradient (all layers at once), so every step has length
+  :math:`\le \lambda_t/(1-\beta)`; the paper shows this tolerates larger batches
+  than momentum SGD for the same number of gradient computations.
 
   ``optax.chain(optax.add_decayed_weights(d), normalize_by_global_norm(eps),
   optax.trace(momentum), optax.scale_by_learning_rate(learning_rate))``.
@@ -232,8 +233,9 @@ def adamp(
      w_{t+1} = w_t - \lambda_t (p_t + d\,r\,w_t)
 
   Heo et al., *AdamP: Slowing Down the Slowdown for Momentum Optimizers on
-  Scale-invariant Weights*, ICLR 2021, Algorithm 2, and its PyTorch reference
-  (Clova AI, ``adamp/adamp.py``), which this equals to float32 round-off. Where
+  Scale-invariant Weights*, ICLR 2021, Algorithm 2 (math: :ref:`algorithms-adamp`),
+  and its PyTorch reference (Clova AI, ``adamp/adamp.py``), which this equals to
+  float32 round-off. Where
   no leaf is projected and ``nesterov=False`` the result is exactly
   ``optax.adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay)`` (the
   reference's ``lr / bc1`` step size and ``sqrt(v) / sqrt(bc2) + eps``
@@ -352,11 +354,12 @@ def sgdp(
      w_{t+1} = w_t - \lambda_t\Big(p_t + \frac{d\,r}{1-\mu} w_t\Big)
 
   Heo et al., *AdamP: Slowing Down the Slowdown for Momentum Optimizers on
-  Scale-invariant Weights*, ICLR 2021, Algorithm 1, and its PyTorch reference
-  (Clova AI, ``adamp/sgdp.py``), which this equals to float32 round-off. Without
-  Nesterov the reference's step and momentum buffer are one tensor, projected
-  in place, so the buffer keeps the projected step: :math:`b_t \leftarrow p_t`
-  after the projection (default, ``project_momentum=True``).
+  Scale-invariant Weights*, ICLR 2021, Algorithm 1 (math: :ref:`algorithms-adamp`),
+  and its PyTorch reference (Clova AI, ``adamp/sgdp.py``), which this equals to
+  float32 round-off. Without Nesterov the reference's step and momentum buffer
+  are one tensor, projected in place, so the buffer keeps the projected step:
+  :math:`b_t \leftarrow p_t` after the projection (default,
+  ``project_momentum=True``).
   ``project_momentum=False`` keeps the buffer unprojected, as the paper's
   Algorithm 1 is printed. With Nesterov the step is a new tensor and the buffer
   is never projected. Where no leaf is projected the result equals
