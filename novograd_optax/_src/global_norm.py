@@ -1,10 +1,7 @@
 r"""The normalization of SNGM (Zhao, Shi, Xie and Li, 2020): the whole update tree
 divided by its global norm.
 
-.. code-block:: text
-
-    u_{t+1} = beta * u_t + g_t / ||g_t||       # ||.|| over the WHOLE gradient tree
-    w_{t+1} = w_t - lr_t * u_{t+1}
+The update rule of SNGM is written once in the docs' algorithm page, section "SNGM".
 
 The only new piece of SNGM is :func:`normalize_by_global_norm`, the division of the whole
 update tree by its global L2 norm; momentum and the learning rate are optax's
@@ -43,9 +40,10 @@ def normalize_by_global_norm(
      \|u\|_2^2 = \sum_{\text{leaves}} \sum_i u_i^2
 
   The normalization step of SNGM (Zhao, Shi, Xie and Li, *Stochastic Normalized
-  Gradient Descent with Momentum for Large-Batch Training*, 2020). Unlike
-  ``optax.clip_by_global_norm`` it also scales small updates *up*: the output
-  always has norm :math:`\|u\|/(\|u\|+\epsilon) \approx 1` (0 for a zero tree).
+  Gradient Descent with Momentum for Large-Batch Training*, 2020); math:
+  :ref:`algorithms-sngm`. Unlike ``optax.clip_by_global_norm`` it also scales
+  small updates *up*: the output always has norm
+  :math:`\|u\|/(\|u\|+\epsilon) \approx 1` (0 for a zero tree).
 
   Args:
     eps: added to the norm, >= 0; keeps a zero update finite.

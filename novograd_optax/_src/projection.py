@@ -4,16 +4,10 @@ Heo et al., *AdamP: Slowing Down the Slowdown for Momentum Optimizers on
 Scale-invariant Weights*, ICLR 2021. For a weight followed by a normalization
 layer the loss does not change along :math:`w`, so the gradient is orthogonal
 to :math:`w`; momentum nevertheless accumulates a radial component that only
-inflates :math:`\|w\|` and shrinks the effective step. For every leaf with
-``ndim > 1`` and a step :math:`p` from any inner optimizer::
-
-    for view in (per-output-channel, whole-layer):
-      cos = |<w, g>| / (max(||w||, eps) * max(||g||, eps))   # per row of the view
-      if max(cos) < delta / sqrt(row length):          # looks scale-invariant
-        w_hat = w / (||w|| + eps)                      # per row
-        p = p - w_hat * <w_hat, p>                     # per row
-        wd_factor = wd_ratio; stop
-    update = p + weight_decay * wd_factor * w
+inflates :math:`\|w\|` and shrinks the effective step. The rule (written once, with
+its equations, in the docs' algorithm page, section "AdamP and SGDP"): for every
+leaf with ``ndim > 1`` whose cosine with its gradient looks scale-invariant, the
+radial part of the step is removed and the decoupled decay reduced.
 
 Why a wrapper. The test uses the *raw* gradient :math:`g` and the parameters,
 while the projection acts on the inner optimizer's *output* :math:`p`. In an
@@ -105,7 +99,7 @@ def project_scale_invariant(
     weight_decay: optax.ScalarOrSchedule = 0.0,
     weight_decay_mask: optax.MaskOrFn = None,
     eps: jax.typing.ArrayLike = 1e-8,
-    channel_axis: int = -1,
+    channel_axis: Optional[int] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Wraps an optimizer so that its steps lose their radial part on
   scale-invariant weights, and adds decoupled weight decay reduced there.
@@ -120,8 +114,8 @@ def project_scale_invariant(
   with :math:`r` = ``wd_ratio`` when projected and 1 otherwise; the test is
   done per output channel first (rows of length :math:`n` = leaf size /
   channels), then for the whole leaf (:math:`n` = leaf size). Heo et al.,
-  ICLR 2021, Algorithms 1–2. See the module docstring for why this is a
-  wrapper rather than a link of a chain.
+  ICLR 2021, Algorithms 1–2; math: :ref:`algorithms-adamp`. See the module
+  docstring for why this is a wrapper rather than a link of a chain.
 
   Args:
     inner: the transformation producing the step :math:`p` from the raw
@@ -133,9 +127,12 @@ def project_scale_invariant(
     weight_decay_mask: a pytree of bools (or a callable), ``True`` where decay
       applies, as in ``optax.add_decayed_weights``.
     eps: in the cosine and in :math:`\hat w`, >= 0.
-    channel_axis: the output-channel axis of a kernel: ``-1`` for Flax
-      ``Dense``/``Conv`` kernels (``(..., in, out)``); ``0`` for PyTorch
-      layouts ``(out, in, ...)``. Leaves with ``ndim <= 1`` are never projected.
+    channel_axis: the output-channel axis of a kernel: ``None`` (default) or
+      ``-1``, the last axis, for Flax ``Dense``/``Conv`` kernels
+      (``(..., in, out)``); ``0`` for PyTorch layouts ``(out, in, ...)``.
+      Leaves with ``ndim <= 1`` are never projected. (``None`` rather than ``-1``
+      as the default keeps ``optax.inject_hyperparams`` from taking it for a
+      number; set another axis there with ``static_args=("channel_axis",)``.)
 
   ``update`` needs ``params``. Example:
     >>> import jax.numpy as jnp, optax
@@ -151,6 +148,7 @@ def project_scale_invariant(
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`.
   """
+  validation.check_not_injected_schedule("project_scale_invariant", ("weight_decay_mask",))
   return projected(
       inner, delta=delta, wd_ratio=wd_ratio, weight_decay=weight_decay,
       weight_decay_mask=weight_decay_mask, eps=eps, channel_axis=channel_axis)
@@ -164,7 +162,7 @@ def projected(
     weight_decay: optax.ScalarOrSchedule,
     weight_decay_mask: optax.MaskOrFn,
     eps: jax.typing.ArrayLike,
-    channel_axis: int,
+    channel_axis: Optional[int],
     store_projected: Optional[Callable[[optax.OptState, optax.Updates], optax.OptState]] = None,
 ) -> optax.GradientTransformationExtraArgs:
   """:func:`project_scale_invariant`, and with ``store_projected`` the projected
@@ -175,8 +173,10 @@ def projected(
   validation.check_non_negative("wd_ratio", wd_ratio)
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
   validation.check_non_negative("eps", eps)
-  if isinstance(channel_axis, bool) or not isinstance(channel_axis, int):
-    raise TypeError(f"channel_axis must be an int; got {channel_axis!r}.")
+  validation.check_mask("weight_decay_mask", weight_decay_mask)
+  if channel_axis is None:
+    channel_axis = -1
+  validation.check_int("channel_axis", channel_axis, "None or an int")
   decay = optax.add_decayed_weights(weight_decay, weight_decay_mask)
 
   def init_fn(params):

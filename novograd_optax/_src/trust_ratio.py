@@ -1,24 +1,11 @@
 r"""Layer-wise trust-ratio clipping: LARC's clip mode and the speech toolkit's LUC.
 
-For every layer, with :math:`x` the incoming updates (a gradient, or an
-optimizer's step), :math:`w` the weights and :math:`\lambda` the learning rate
-that will multiply the output::
-
-    local = trust * ||w|| / (||x|| + wd * ||w|| + eps)
-    clip mode:   x <- (x + wd * w) * min(local / lr, 1)     # ||lr * x|| <= trust * ||w||
-    scale mode:  x <- (x + wd * w) * local
-
-* **LARC** (You et al., 2017; the clip mode of NVIDIA's implementation, used for
-  Jasper in the NovoGrad paper) *precedes* an optimizer:
-  ``chain(clip_by_layerwise_trust_ratio(trust, learning_rate=lr, weight_decay=wd),
-  optax.sgd(lr, momentum))``.
-* **LUC** (layer-wise update clipping of a speech toolkit's NovoGrad) clips the
-  optimizer's moment :math:`m` *before* the learning rate:
-  ``step = min(trust ||w|| / (||m|| + eps), lr) * m``. That is the clip mode
-  with ``weight_decay=0`` placed just before ``scale_by_learning_rate(lr)``;
-  ``novograd(trust_coefficient=...)`` does exactly this.
-* **After any optimizer**, keep ``learning_rate=1``: the updates already carry
-  the learning rate, and every layer's step is capped at ``trust * ||w||``.
+You, Gitman and Ginsburg, 2017 (LARC), and the layer-wise update clipping (LUC)
+of a speech toolkit's NovoGrad, used for Jasper in the NovoGrad paper. The rule,
+and where to place it (before an optimizer: LARC; just before the learning rate:
+LUC, ``novograd(trust_coefficient=...)``; after any optimizer with
+``learning_rate=1``), is written once in the docs' algorithm page, section
+"Layer-wise trust ratio: LARC and LUC".
 
 A layer with :math:`\|w\| = 0` or :math:`\|x\| = 0` is left unscaled, as in
 ``optax.scale_by_trust_ratio`` and NVIDIA's LARC (the toolkit's LUC would never
@@ -72,7 +59,8 @@ def clip_by_layerwise_trust_ratio(
 
   You, Gitman and Ginsburg, *Large Batch Training of Convolutional Networks*,
   2017 (LARS/LARC); the clip mode and the layer-wise update clipping of the
-  NovoGrad paper's Jasper setup. In clip mode the final step
+  NovoGrad paper's Jasper setup; math: :ref:`algorithms-trust-ratio`. In clip
+  mode the final step
   :math:`\lambda x` of every layer has norm at most :math:`\eta\|w\|` when
   nothing after this transformation but the learning rate rescales it.
 
@@ -113,6 +101,9 @@ def clip_by_layerwise_trust_ratio(
     >>> params = {"w": jnp.ones((3, 2))}
     >>> state = larc.init(params)
     >>> updates, state = larc.update({"w": jnp.ones((3, 2))}, state, params)
+    >>> # ||lr * x|| is capped at 0.02 ||w||: every entry moves by 0.02.
+    >>> print(round(float(updates["w"][0, 0]), 6))
+    -0.02
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`.
@@ -131,6 +122,7 @@ def clip_by_layerwise_trust_ratio(
         " layer divides 0 by 0; got eps=0.")
   validation.check_axis_name("axis_name", axis_name)
   layers_lib.check_layer_axes(layer_axes)
+  validation.check_not_injected_schedule("clip_by_layerwise_trust_ratio", ("layer_axes",))
 
   def init_fn(params):
     del params
