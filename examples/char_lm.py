@@ -1,51 +1,142 @@
-r"""A character-level Transformer with scanned layers: NovoGrad vs AdamW.
+r"""A character-level Transformer with scanned layers: does NovoGrad generalize better
+than AdamW on language modelling?
 
 The NovoGrad paper (Ginsburg et al., 2019, §5.3, Figure 4, Table 6) trains
 Transformer-XL on WikiText-103 and reports that NovoGrad ends with a higher training
-loss but a lower validation loss than Adam: a smaller generalization gap. This example
-asks the same question at laptop scale, on English text that ships with Python (the
-help topics of ``pydoc_data.topics``, about 465K characters; the first 90% are for
-training, the rest validate). By default only the first 60K training characters are used,
-so that a few minutes of training reach the regime where the model overfits.
+loss but a lower validation loss than Adam. This example tests that claim at CPU scale
+with the tuning protocol of ``examples/protocol.py``:
 
-The model is a small pre-norm decoder in Flax NNX whose ``num_layers`` blocks are
-created with ``nnx.vmap`` and run with ``nnx.scan``: every parameter of the blocks is
-one leaf with a leading layer axis. NovoGrad must then take one norm per layer, not one
-per stack: ``novograd(..., layer_axes=stacked_layer_axes)`` marks axis 0 of those leaves.
+* **Corpus**, pinned: ``examples/data/pydoc_topics.txt`` (the help topics of
+  ``pydoc_data.topics`` written out once from CPython 3.11.7, 465K characters; its
+  SHA-256 is checked at load and recorded in the results). Cut into blocks of
+  ``BLOCK`` characters; blocks ``i % 10 == 8`` validate, ``i % 10 == 9`` test, the rest
+  train, so all three splits come from the same distribution. ``--train-chars`` keeps a
+  fixed random subset of the training blocks, small enough for the larger model to
+  overfit.
+* **Two model sizes** (``--sizes``), pre-norm decoders whose blocks are created with
+  ``nnx.vmap`` and run with ``nnx.scan``; NovoGrad takes one norm per layer of the stack
+  (``layer_axes``).
+* **Equal tuning.** Each optimizer gets a 5-point learning-rate grid (factor
+  ``sqrt(10)``), widened until the best is interior, then 3 seeds at the best and its
+  neighbours; selection by validation loss, report on validation *and* test.
+  Momentum settings are fixed, stated: NovoGrad ``b1 = 0.95, b2 = 0.98`` with gradient
+  averaging (the paper's LM setting), AdamW ``b1 = 0.9, b2 = 0.98``.
+* **Weight-decay rule, fair to both.** With gradient averaging NovoGrad's step is
+  ``lr * (m + wd * w)`` like AdamW's, so the per-step shrink of the weights is
+  ``lr * wd`` for both. The rule fixes that product, ``kappa = lr * wd`` (at the peak
+  of the schedule), for every optimizer and learning rate: ``wd = kappa / lr``.
+  ``--kappa`` takes one value (the rule) or several (then the protocol tunes it per
+  optimizer). Decay applies to matrices only (kernels, embeddings).
+* **Equal budgets**: same steps, batches (the batch order depends only on the seed),
+  warmup + cosine schedule, evaluations. The final losses use the whole validation and
+  test splits in non-overlapping windows; the curves use fixed crops.
 
-Both optimizers get the same model, batches, warmup + cosine schedule and decoupled
-weight decay on the matrices (not on biases, norms or positions).
+The learning-rate grid of one optimizer is trained at once under ``jax.vmap``.
 
-Run ``python examples/char_lm.py --help``.
+``python examples/char_lm.py`` runs the reduced configuration; ``--full`` the
+configuration sized for about 2 hours on 2 CPU cores with ``--jobs 2``; ``--scale``
+a larger one for an accelerator; ``--quick`` a seconds-long smoke test.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from tqdm import tqdm
 
 from novograd_optax import novograd
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+  sys.path.insert(0, _HERE)
+import protocol  # noqa: E402
 
-def load_text(validation_fraction: float = 0.1):
-  """Train and validation ids of the pydoc topics text, and the alphabet."""
-  from pydoc_data.topics import topics
+CORPUS = os.path.join(_HERE, "data", "pydoc_topics.txt")
+CORPUS_SHA256 = "71f2ff5d99bdc1f9c48c5c2353ad138201c5ca1c377e0226857ef8fa89b8bcee"
+BLOCK = 1024
+OPTIMIZERS = ("novograd", "adamw")
+START_LR = {"novograd": 0.1, "adamw": 3e-3}  # centres of the starting grids
 
-  text = "\n\n".join(topics[key] for key in sorted(topics))
+# name -> (width, heads, layers)
+SIZES = {"tiny": (16, 2, 1), "small": (32, 2, 2), "medium": (64, 4, 2), "large": (128, 4, 4)}
+
+CONFIGS = {
+    # about an hour of one loaded CPU core
+    "reduced": dict(sizes=("small", "medium"), steps=600, warmup=60, batch_size=16,
+                    context=32, train_chars=32_768, eval_every=50, eval_batches=32,
+                    seeds=(0, 1, 2), kappa=(3e-4,), jobs=1),
+    # about 2 hours on 2 CPU cores with 2 processes (estimated from the reduced run)
+    "full": dict(sizes=("medium", "large"), steps=2000, warmup=200, batch_size=32,
+                 context=64, train_chars=65_536, eval_every=100, eval_batches=32,
+                 seeds=(0, 1, 2), kappa=(3e-4,), jobs=2),
+    # an accelerator
+    "scale": dict(sizes=("large", "xl"), steps=5000, warmup=500, batch_size=64,
+                  context=128, train_chars=262_144, eval_every=250, eval_batches=64,
+                  seeds=(0, 1, 2), kappa=(0.0, 3e-4, 1e-3), jobs=1),
+    "quick": dict(sizes=("tiny",), steps=12, warmup=2, batch_size=4, context=16,
+                  train_chars=8192, eval_every=6, eval_batches=2, seeds=(0, 1, 2),
+                  kappa=(3e-4,), jobs=1),
+}
+SIZES["xl"] = (256, 8, 6)
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def load_corpus(path: str = CORPUS, sha256: str = CORPUS_SHA256) -> str:
+  """The pinned text; ValueError if its checksum differs (a changed file)."""
+  with open(path, "rb") as f:
+    raw = f.read()
+  digest = hashlib.sha256(raw).hexdigest()
+  if digest != sha256:
+    raise ValueError(f"{path}: SHA-256 {digest} differs from the pinned {sha256}; restore "
+                     "the shipped file (git checkout) rather than regenerating it")
+  return raw.decode("utf-8")
+
+
+def split_blocks(text: str, block: int = BLOCK):
+  """``(train, valid, test)`` arrays of blocks ``(n, block)`` of character ids, and the
+  alphabet. Block ``i`` validates if ``i % 10 == 8``, tests if ``i % 10 == 9``."""
   alphabet = sorted(set(text))
   code_points = np.frombuffer(text.encode("utf-32-le"), np.uint32)
   ids = np.searchsorted(np.array([ord(c) for c in alphabet]), code_points).astype(np.int32)
-  split = int(len(ids) * (1 - validation_fraction))
-  return ids[:split], ids[split:], alphabet
+  n = len(ids) // block
+  blocks = ids[:n * block].reshape(n, block)
+  which = np.arange(n) % 10
+  return blocks[which < 8], blocks[which == 8], blocks[which == 9], alphabet
+
+
+def load_splits(train_chars: int = 0, block: int = BLOCK, subset_seed: int = 0):
+  """Splits with a fixed random subset of ``train_chars // block`` training blocks
+  (0: all)."""
+  train, valid, test, alphabet = split_blocks(load_corpus(), block)
+  if train_chars:
+    keep = max(1, train_chars // block)
+    if keep > len(train):
+      raise ValueError(f"train_chars={train_chars} exceeds the {len(train) * block} "
+                       "training characters")
+    pick = np.sort(np.random.default_rng(subset_seed).choice(len(train), keep, replace=False))
+    train = train[pick]
+  return train, valid, test, alphabet
+
+
+def windows(blocks: np.ndarray, length: int) -> np.ndarray:
+  """All non-overlapping windows of ``length + 1`` inside each block."""
+  per = (blocks.shape[1] - 1) // length
+  starts = np.arange(per) * length
+  return np.concatenate([blocks[:, s:s + length + 1] for s in starts])
+
+
+# ----------------------------------------------------------------------------- model
 
 
 class Block(nnx.Module):
@@ -106,15 +197,19 @@ def decay_mask(params):
       params)
 
 
-def make_optimizer(name: str, peak_lr: float, weight_decay: float, steps: int, warmup: int):
-  schedule = optax.warmup_cosine_decay_schedule(0.0, peak_lr, warmup, steps)
+def make_optimizer(name: str, peak_lr, kappa, steps: int, warmup: int):
+  """NovoGrad or AdamW with a warmup + cosine schedule and the decay rule
+  ``wd = kappa / peak_lr`` (``peak_lr`` may be traced)."""
+  unit = optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, steps)
+  schedule = lambda count: peak_lr * unit(count)  # noqa: E731
+  wd = kappa / peak_lr
   if name == "novograd":
-    return novograd(schedule, b1=0.95, b2=0.98, weight_decay=weight_decay,
+    return novograd(schedule, b1=0.95, b2=0.98, weight_decay=wd,
                     weight_decay_mask=decay_mask, grad_averaging=True,
                     layer_axes=stacked_layer_axes)
   if name == "adamw":
-    return optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=weight_decay, mask=decay_mask)
-  raise ValueError(f"optimizer must be 'novograd' or 'adamw'; got {name!r}.")
+    return optax.adamw(schedule, b1=0.9, b2=0.98, weight_decay=wd, mask=decay_mask)
+  raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {name!r}.")
 
 
 def cross_entropy(graphdef, params, rest, batch):
@@ -123,119 +218,237 @@ def cross_entropy(graphdef, params, rest, batch):
   return optax.softmax_cross_entropy_with_integer_labels(logits, batch[:, 1:]).mean()
 
 
-def random_crops(ids, rng, batch_size, length):
-  starts = rng.integers(0, len(ids) - length - 1, size=batch_size)
-  return jnp.asarray(np.stack([ids[s:s + length + 1] for s in starts]))
+# -------------------------------------------------------------------------- training
 
 
-def train(name: str, args, train_ids, valid_ids, vocab_size: int, progress: bool = True):
-  """Trains one model; returns the loss curves (nats per character)."""
-  model = CharTransformer(vocab_size, args.width, args.num_heads, args.num_layers,
-                          args.context, nnx.Rngs(args.seed))
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  lr = args.novograd_lr if name == "novograd" else args.adamw_lr
-  optimizer = make_optimizer(name, lr, args.weight_decay, args.steps, args.warmup)
-  opt_state = optimizer.init(params)
-
-  @jax.jit
-  def train_step(params, opt_state, batch):
-    loss, grads = jax.value_and_grad(cross_entropy, argnums=1)(graphdef, params, rest, batch)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-  evaluate = jax.jit(lambda params, batches: cross_entropy(
-      graphdef, params, rest, batches.reshape(-1, batches.shape[-1])))
-  # Fixed evaluation batches: the same crops for every optimizer and every evaluation.
-  eval_rng = np.random.default_rng(1234)
-  eval_train = jnp.stack([random_crops(train_ids, eval_rng, args.batch_size, args.context)
-                          for _ in range(args.eval_batches)])
-  eval_valid = jnp.stack([random_crops(valid_ids, eval_rng, args.batch_size, args.context)
-                          for _ in range(args.eval_batches)])
-  rng = np.random.default_rng(args.seed)  # same training batches for every optimizer
-  curves = {"step": [], "train": [], "valid": []}
-  start = time.perf_counter()
-  for step in tqdm(range(1, args.steps + 1), desc=name, disable=not progress):
-    batch = random_crops(train_ids, rng, args.batch_size, args.context)
-    params, opt_state, _ = train_step(params, opt_state, batch)
-    if step % args.eval_every == 0 or step == args.steps or step == 1:
-      curves["step"].append(step)
-      curves["train"].append(float(evaluate(params, eval_train)))
-      curves["valid"].append(float(evaluate(params, eval_valid)))
-  curves["seconds"] = time.perf_counter() - start
-  curves["initial"] = float(np.log(vocab_size))
-  return curves
+_DATA_CACHE: dict = {}
 
 
-def plot_curves(results: dict, path=None):
-  import matplotlib.pyplot as plt
+def _data(train_chars: int):
+  if train_chars not in _DATA_CACHE:
+    _DATA_CACHE[train_chars] = load_splits(train_chars)
+  return _DATA_CACHE[train_chars]
 
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for (name, curves), color in zip(results.items(), ("C0", "C1"), strict=False):
-    ax.plot(curves["step"], curves["train"], color=color, ls="--", label=f"{name} train")
-    ax.plot(curves["step"], curves["valid"], color=color, label=f"{name} validation")
-  ax.set_xlabel("step")
-  ax.set_ylabel("cross-entropy (nats / character)")
-  ax.set_ylim(top=min(4.0, ax.get_ylim()[1]))
-  ax.legend()
-  ax.set_title("Character-level Transformer on pydoc topics")
-  fig.tight_layout()
-  if path is not None:
-    fig.savefig(path, dpi=90)
-  return fig
+_RUN_CACHE: dict = {}
+
+
+def _make_run(name, graphdef, rest, *, steps, warmup, batch_size, context, eval_every,
+              kappa, n_curve, counts):
+  """The jitted training program of one (optimizer, model, budget); learning rates,
+  initial weights, data and seed are arguments, so seeds and grids reuse one compile."""
+  num_evals = steps // eval_every
+
+  def loss(params, batch):
+    return cross_entropy(graphdef, params, rest, batch)
+
+  def window_losses(params, data, chunk=256):
+    pad = -data.shape[0] % chunk
+    padded = jnp.concatenate([data, jnp.repeat(data[:1], pad, axis=0)])
+    chunks = padded.reshape(-1, chunk, data.shape[-1])
+
+    def per_window(p, c):
+      logits = nnx.merge(graphdef, p, rest)(c[:, :-1])
+      return p, optax.softmax_cross_entropy_with_integer_labels(logits, c[:, 1:]).mean(-1)
+
+    # params travel in the carry: nnx.merge inside the scan needs them at its trace level
+    _, per = jax.lax.scan(per_window, params, chunks)
+    return per.reshape(-1)[:data.shape[0]]
+
+  def run(lrs, params0, train_dev, curve_data, final_data, key):
+    step_keys = jax.random.split(key, steps).reshape(num_evals, eval_every, -1)
+
+    def batch_of(k):
+      kb, ks = jax.random.split(jax.random.wrap_key_data(k))
+      b = jax.random.randint(kb, (batch_size,), 0, train_dev.shape[0])
+      s = jax.random.randint(ks, (batch_size,), 0, train_dev.shape[1] - context - 1)
+      idx = s[:, None] + jnp.arange(context + 1)[None]
+      return train_dev[b[:, None], idx]
+
+    def one(peak_lr):
+      tx = make_optimizer(name, peak_lr, kappa, steps, warmup)
+
+      def step(carry, k):
+        params, state = carry
+        grads = jax.grad(loss)(params, batch_of(k))
+        updates, state = tx.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), None
+
+      def segment(carry, keys):
+        carry, _ = jax.lax.scan(step, carry, keys)
+        per = window_losses(carry[0], curve_data, chunk=n_curve)
+        return carry, (per[:n_curve].mean(), per[n_curve:].mean())
+
+      (params, _), (ct, cv) = jax.lax.scan(segment, (params0, tx.init(params0)), step_keys)
+      per = window_losses(params, final_data)
+      bounds = np.cumsum([0, *counts])
+      finals = tuple(per[a:b].mean() for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+      return ct, cv, finals
+
+    return jax.vmap(one)(lrs)
+
+  return run
+
+
+def train_grid(name: str, lrs, *, size: str, seed: int, steps: int, warmup: int,
+               batch_size: int, context: int, train_chars: int, eval_every: int,
+               eval_batches: int, kappa: float) -> list[dict[str, Any]]:
+  """Trains one model per learning rate in ``lrs`` (vmapped; same init and batches).
+
+  Returns per learning rate: ``train_loss`` and ``valid_loss`` / ``test_loss`` on the
+  whole splits (nats/char, after the last step), ``gap`` (valid - train), and the
+  curves ``curve_step``, ``curve_train``, ``curve_valid`` (fixed crops).
+  """
+  train_b, valid_b, test_b, alphabet = _data(train_chars)
+  width, heads, layers = SIZES[size]
+  model = CharTransformer(len(alphabet), width, heads, layers, context, nnx.Rngs(seed))
+  graphdef, params0, rest = nnx.split(model, nnx.Param, ...)
+  if steps % eval_every:
+    raise ValueError(f"steps ({steps}) must be a multiple of eval_every ({eval_every})")
+  num_evals = steps // eval_every
+
+  crop_rng = np.random.default_rng(1234)  # the same curve crops for every run
+
+  def crops(blocks, n):
+    b = crop_rng.integers(0, len(blocks), n)
+    s = crop_rng.integers(0, blocks.shape[1] - context - 1, n)
+    return np.stack([blocks[i, j:j + context + 1] for i, j in zip(b, s, strict=True)])
+
+  # One array each for the curves and the final losses, so the model is traced once
+  # per use; `counts` splits the per-window losses back into train / valid / test.
+  n_curve = eval_batches * batch_size
+  curve_data = np.concatenate([crops(train_b, n_curve), crops(valid_b, n_curve)])
+  parts = [windows(v, context) for v in (train_b, valid_b, test_b)]
+  counts = [len(p) for p in parts]
+  key = (name, size, len(lrs), steps, warmup, batch_size, context, train_chars, eval_every,
+         eval_batches, float(kappa), len(alphabet))
+  if key not in _RUN_CACHE:
+    _RUN_CACHE[key] = jax.jit(_make_run(
+        name, graphdef, rest, steps=steps, warmup=warmup, batch_size=batch_size,
+        context=context, eval_every=eval_every, kappa=kappa, n_curve=n_curve,
+        counts=counts))
+  ct, cv, finals = _RUN_CACHE[key](
+      jnp.asarray(lrs, jnp.float32), params0, jnp.asarray(train_b),
+      jnp.asarray(curve_data), jnp.asarray(np.concatenate(parts)),
+      jax.random.key_data(jax.random.key(seed)))
+  finals = dict(zip(("train", "valid", "test"), finals, strict=True))
+  ct, cv = np.asarray(ct), np.asarray(cv)
+  finals = {k: np.asarray(v) for k, v in finals.items()}
+  out = []
+  for i in range(len(lrs)):
+    tr, va, te = (float(finals[k][i]) for k in ("train", "valid", "test"))
+    out.append({"train_loss": tr, "valid_loss": va, "test_loss": te, "gap": va - tr,
+                "curve_step": [eval_every * (j + 1) for j in range(num_evals)],
+                "curve_train": ct[i].tolist(), "curve_valid": cv[i].tolist()})
+  return out
+
+
+def evaluate(options: dict, lrs: list, seed: int) -> list[dict]:
+  """The protocol's ``evaluate``: ``options`` holds the optimizer and the run settings
+  (``weight_decay`` from a tuned grid is the ``kappa`` of the decay rule)."""
+  opts = dict(options)
+  name = opts.pop("optimizer")
+  if "weight_decay" in opts:
+    opts["kappa"] = opts.pop("weight_decay")
+  # Widening adds 2 rates and the seed runs take 3: pad to 3 so both reuse one compile.
+  padded = list(lrs) + [lrs[-1]] * (3 - len(lrs))
+  out = train_grid(name, padded, seed=seed, **opts)[:len(lrs)]
+  return [{**m, "valid_loss": m["valid_loss"] if np.isfinite(m["valid_loss"]) else None}
+          for m in out]
+
+
+# --------------------------------------------------------------------------------- CLI
 
 
 def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--steps", type=int, default=400)
-  parser.add_argument("--warmup", type=int, default=40)
-  parser.add_argument("--batch-size", type=int, default=32)
-  parser.add_argument("--train-chars", type=int, default=60_000,
-                      help="train on the first N characters only (0: all ~419K), so that"
-                           " the model can overfit and the train/validation gap shows")
-  parser.add_argument("--context", type=int, default=64, help="characters per sequence")
-  parser.add_argument("--width", type=int, default=64)
-  parser.add_argument("--num-heads", type=int, default=4)
-  parser.add_argument("--num-layers", type=int, default=4)
-  parser.add_argument("--novograd-lr", type=float, default=0.2)
-  parser.add_argument("--adamw-lr", type=float, default=3e-3)
-  parser.add_argument("--weight-decay", type=float, default=0.01)
-  parser.add_argument("--eval-every", type=int, default=50)
-  parser.add_argument("--eval-batches", type=int, default=4)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out-dir", default=os.path.join("outputs", "char_lm"))
-  parser.add_argument("--no-plots", action="store_true")
-  parser.add_argument("--quick", action="store_true", help="a tiny run in seconds (for tests)")
+  group = parser.add_mutually_exclusive_group()
+  group.add_argument("--quick", action="store_true", help="seconds-long smoke test")
+  group.add_argument("--full", action="store_true",
+                     help="the full configuration (~2 h on 2 CPU cores, --jobs 2)")
+  group.add_argument("--scale", action="store_true", help="a larger run for an accelerator")
+  parser.add_argument("--sizes", default=None, help=f"comma-separated of {sorted(SIZES)}")
+  parser.add_argument("--steps", type=int, default=None)
+  parser.add_argument("--seeds", type=int, default=None, help="number of seeds (>= 3)")
+  parser.add_argument("--kappa", type=float, nargs="+", default=None,
+                      help="lr x weight decay; several values: tuned per optimizer")
+  parser.add_argument("--jobs", type=int, default=None, help="parallel processes")
+  parser.add_argument("--out", default=None,
+                      help="results JSON (default results/char_lm_<configuration>.json)")
   args = parser.parse_args(argv)
-  if args.quick:
-    args.steps, args.warmup, args.width, args.num_layers = 30, 5, 32, 2
-    args.batch_size, args.context, args.eval_every, args.eval_batches = 16, 32, 15, 2
+  args.configuration = ("quick" if args.quick else "full" if args.full
+                        else "scale" if args.scale else "reduced")
   return args
+
+
+def config_from_args(args) -> dict:
+  config = dict(CONFIGS[args.configuration])
+  if args.sizes:
+    config["sizes"] = tuple(args.sizes.split(","))
+  if args.steps:
+    config["steps"] = args.steps
+    config["warmup"] = max(1, args.steps // 10)
+  if args.seeds:
+    config["seeds"] = tuple(range(args.seeds))
+  if args.kappa:
+    config["kappa"] = tuple(args.kappa)
+  if args.jobs:
+    config["jobs"] = args.jobs
+  config["corpus_sha256"] = CORPUS_SHA256
+  config["block"] = BLOCK
+  config["start_lr"] = dict(START_LR)
+  return config
+
+
+def candidates_for(config: dict) -> list[dict]:
+  run_keys = ("steps", "warmup", "batch_size", "context", "train_chars", "eval_every",
+              "eval_batches")
+  out = []
+  kappas = list(config["kappa"])
+  for size in config["sizes"]:
+    for name in OPTIMIZERS:
+      options = {"optimizer": name, "size": size, **{k: config[k] for k in run_keys}}
+      cand = {"name": f"{name}/{size}", "options": options,
+              "learning_rates": protocol.log_grid(START_LR[name])}
+      if len(kappas) == 1:
+        options["kappa"] = kappas[0]
+      else:
+        cand["weight_decays"] = kappas
+      out.append(cand)
+  return out
 
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  train_ids, valid_ids, alphabet = load_text()
-  if args.train_chars:
-    train_ids = train_ids[:args.train_chars]
-  print(f"{len(train_ids)} training and {len(valid_ids)} validation characters,"
-        f" {len(alphabet)} symbols")
-  results = {name: train(name, args, train_ids, valid_ids, len(alphabet))
-             for name in ("novograd", "adamw")}
-  print(f"\nAfter {args.steps} steps of {args.batch_size} x {args.context} characters"
-        f" ({args.num_layers} scanned layers of width {args.width}); nats per character")
-  print("| optimizer | peak lr | train loss | validation loss | gap (valid - train) | seconds |")
-  print("|---|---|---|---|---|---|")
-  for name, curves in results.items():
-    lr = args.novograd_lr if name == "novograd" else args.adamw_lr
-    print(f"| {name} | {lr:g} | {curves['train'][-1]:.3f} | {curves['valid'][-1]:.3f} |"
-          f" {curves['valid'][-1] - curves['train'][-1]:+.3f} | {curves['seconds']:.0f} |")
-  if not args.no_plots:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    os.makedirs(args.out_dir, exist_ok=True)
-    plt.close(plot_curves(results, os.path.join(args.out_dir, "char_lm_curves.png")))
-  return results
+  config = config_from_args(args)
+  start = time.perf_counter()
+  train_b, valid_b, test_b, alphabet = _data(config["train_chars"])
+  print(f"{args.configuration} configuration: {train_b.size} training, {valid_b.size} "
+        f"validation, {test_b.size} test characters, {len(alphabet)} symbols")
+  results = protocol.run_protocol(
+      evaluate, candidates_for(config), seeds=config["seeds"], score_key="valid_loss",
+      higher_is_better=False, report_keys=("train_loss", "valid_loss", "test_loss", "gap"),
+      jobs=config["jobs"])
+  comparisons = []
+  for size in config["sizes"]:
+    for key in ("valid_loss", "test_loss", "gap"):
+      comparisons.append(protocol.compare(results, f"novograd/{size}", f"adamw/{size}",
+                                          key, higher_is_better=False))
+  seconds = time.perf_counter() - start
+  for r in results:
+    s = r["summary"]
+    print(f"{r['name']}: lr {r['best_lr']:.3g} (interior {r['interior']}); train "
+          f"{s['train_loss']['mean']:.3f}±{s['train_loss']['std']:.3f}, valid "
+          f"{s['valid_loss']['mean']:.3f}±{s['valid_loss']['std']:.3f}, gap "
+          f"{s['gap']['mean']:+.3f}±{s['gap']['std']:.3f}")
+  for c in comparisons:
+    print(f"{c['a']} vs {c['b']} on {c['key']}: {c['verdict']}")
+  out = args.out or os.path.join("results", f"char_lm_{args.configuration}.json")
+  protocol.write_results(out, "char_lm", args.configuration, config,
+                         {"results": results, "comparisons": comparisons},
+                         argv=[sys.argv[0], *(argv if argv is not None else sys.argv[1:])],
+                         seconds=seconds)
+  print(f"wrote {out} ({seconds:.0f} s)")
+  return {"config": config, "results": results, "comparisons": comparisons}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,344 @@
+r"""One tuning protocol for every experiment in ``examples/``.
+
+A comparison of optimizers is only as fair as the search that picked each one's
+hyperparameters. Every experiment here (character LM, MNIST-1D batch sweep,
+scale-invariant networks, deep linear network) tunes through this module, so all
+optimizers get the same treatment:
+
+1. **Learning rate.** A log-spaced grid (at least ``MIN_POINTS`` points, neighbours at
+   most ``MAX_RATIO`` apart; by default 5 points a factor ``sqrt(10)`` apart) around a
+   starting guess. While the best point (by the validation score of the tuning seed) is
+   at an edge, the grid is widened by ``WIDEN_POINTS`` points on that side, at most
+   ``max_widenings`` times; the result records whether the best point ended interior.
+2. **Weight decay.** Either a small grid per optimizer, tuned jointly with the learning
+   rate (one learning-rate search per weight decay), or a rule stated by the experiment
+   and applied identically to every optimizer (the experiment's ``evaluate`` applies it
+   and its JSON says which).
+3. **Equal budgets.** The experiment's ``evaluate`` gives every optimizer the same steps,
+   examples and evaluations; the protocol only chooses hyperparameters.
+4. **Seeds.** The best learning rate *and its two grid neighbours* are re-run with every
+   seed in ``seeds``; the final choice is the best of those three by the mean score over
+   seeds, so the choice itself is not seed noise. Reported: mean, sample standard
+   deviation (``ddof=1``), min and max over seeds.
+5. **Verdict.** ``A`` *wins* against ``B`` when every seed of ``A`` is better than every
+   seed of ``B`` (their min-max ranges do not overlap), *loses* in the mirrored case, and
+   is a *tie within spread* otherwise. With 3 seeds each, disjoint ranges have
+   probability 1/20 per direction when both come from one distribution (a one-sided
+   permutation test at 5%).
+
+Results are written with :func:`write_results` as JSON under ``results/`` with the
+machine, date, library versions and the exact command; ``examples/make_report.py``
+turns those files into the tables and plots of ``docs/experiments.md``.
+
+``run_protocol(..., jobs=N)`` tunes the candidates in ``N`` parallel processes (one
+candidate per task); ``evaluate`` must then be a module-level function.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import importlib.metadata
+import json
+import math
+import multiprocessing
+import os
+import platform
+import shlex
+import sys
+from typing import Any, Callable, Optional, Sequence
+
+MIN_POINTS = 5
+MAX_RATIO = 3.2
+GRID_RATIO = math.sqrt(10.0)  # 3.16: two points per decade
+WIDEN_POINTS = 2
+VERDICTS = ("wins", "loses", "tie")
+
+# evaluate(options, learning_rates, seed) -> one dict of metrics per learning rate.
+Evaluate = Callable[[dict, list, int], list]
+
+
+# ------------------------------------------------------------------------------ grids
+
+
+def log_grid(centre: float, num_points: int = MIN_POINTS, ratio: float = GRID_RATIO
+             ) -> list[float]:
+  """``num_points`` rates ``ratio`` apart, centred (geometrically) on ``centre``."""
+  if not centre > 0:
+    raise ValueError(f"log_grid: centre must be > 0, got {centre!r}")
+  if num_points < 1:
+    raise ValueError(f"log_grid: num_points must be >= 1, got {num_points!r}")
+  offset = (num_points - 1) / 2
+  return [float(centre * ratio ** (k - offset)) for k in range(num_points)]
+
+
+def check_grid(learning_rates: Sequence[float], min_points: int = MIN_POINTS,
+               max_ratio: float = MAX_RATIO) -> None:
+  """Raises ValueError unless the grid is increasing, positive, has ``min_points``
+  points and no two neighbours more than ``max_ratio`` apart."""
+  lrs = list(learning_rates)
+  if len(lrs) < min_points:
+    raise ValueError(f"learning-rate grid needs >= {min_points} points, got {len(lrs)}: {lrs}")
+  if any(not lr > 0 for lr in lrs):
+    raise ValueError(f"learning rates must be > 0, got {lrs}")
+  for low, high in zip(lrs, lrs[1:], strict=False):
+    if not high > low:
+      raise ValueError(f"learning-rate grid must be increasing, got {lrs}")
+    if high / low > max_ratio * (1 + 1e-9):
+      raise ValueError(
+          f"neighbours {low:g} and {high:g} are {high / low:.3g}x apart; the protocol "
+          f"allows at most {max_ratio}x (add points in between)")
+
+
+def best_index(scores: Sequence[float], higher_is_better: bool) -> int:
+  """Index of the best score; NaN (a diverged run) counts as the worst. Ties go to the
+  first (smallest learning rate)."""
+  worst = -math.inf if higher_is_better else math.inf
+  clean = [worst if (s is None or math.isnan(s)) else float(s) for s in scores]
+  pick = max if higher_is_better else min
+  return clean.index(pick(clean))
+
+
+def is_interior(index: int, num_points: int) -> bool:
+  """True when ``index`` has a neighbour on both sides."""
+  return 0 < index < num_points - 1
+
+
+def widen(learning_rates: Sequence[float], index: int, ratio: float = GRID_RATIO,
+          points: int = WIDEN_POINTS) -> list[float]:
+  """The rates to add when the best is at an edge: ``points`` more beyond that edge,
+  ``ratio`` apart; ``[]`` when ``index`` is interior."""
+  lrs = sorted(learning_rates)
+  if is_interior(index, len(lrs)):
+    return []
+  if index == 0:
+    return [lrs[0] / ratio ** k for k in range(points, 0, -1)]
+  return [lrs[-1] * ratio ** k for k in range(1, points + 1)]
+
+
+# ------------------------------------------------------------------------- statistics
+
+
+def summarize(values: Sequence[float]) -> dict[str, Any]:
+  """Mean, sample std (ddof=1; 0 for one value), min, max, n and the values."""
+  vals = [float(v) for v in values]
+  n = len(vals)
+  if n == 0:
+    raise ValueError("summarize: no values")
+  mean = sum(vals) / n
+  std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
+  return {"mean": mean, "std": std, "min": min(vals), "max": max(vals), "n": n,
+          "values": vals}
+
+
+def verdict(a: Sequence[float], b: Sequence[float], higher_is_better: bool) -> str:
+  """``"wins"`` if every value of ``a`` beats every value of ``b``, ``"loses"`` in the
+  mirrored case, else ``"tie"`` (within spread). NaN counts as the worst value."""
+  bad = -math.inf if higher_is_better else math.inf
+  a = [bad if math.isnan(float(v)) else float(v) for v in a]
+  b = [bad if math.isnan(float(v)) else float(v) for v in b]
+  if not a or not b:
+    raise ValueError("verdict: both sides need values")
+  sign = 1.0 if higher_is_better else -1.0
+  if sign * min(a, key=lambda v: sign * v) > sign * max(b, key=lambda v: sign * v):
+    return "wins"
+  if sign * min(b, key=lambda v: sign * v) > sign * max(a, key=lambda v: sign * v):
+    return "loses"
+  return "tie"
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def tune_learning_rate(evaluate: Evaluate, options: dict, learning_rates: Sequence[float],
+                       *, seed: int, score_key: str, higher_is_better: bool,
+                       max_widenings: int = 3, ratio: float = GRID_RATIO) -> dict[str, Any]:
+  """Searches the grid, widening it while the best point is at an edge.
+
+  Returns ``points`` (``{"lr", **metrics}`` sorted by lr), ``best_lr``, ``interior``
+  and ``widenings``.
+  """
+  lrs = sorted(float(lr) for lr in learning_rates)
+  check_grid(lrs)
+  points = {lr: dict(m) for lr, m in zip(lrs, evaluate(options, lrs, seed), strict=True)}
+  widenings = 0
+  while True:
+    grid = sorted(points)
+    index = best_index([points[lr][score_key] for lr in grid], higher_is_better)
+    extra = widen(grid, index, ratio)
+    if not extra or widenings >= max_widenings:
+      break
+    widenings += 1
+    points.update(zip(extra, (dict(m) for m in evaluate(options, extra, seed)), strict=True))
+  grid = sorted(points)
+  return {"points": [{"lr": lr, **points[lr]} for lr in grid], "best_lr": grid[index],
+          "interior": is_interior(index, len(grid)), "widenings": widenings}
+
+
+def tune_candidate(evaluate: Evaluate, candidate: dict, *, seeds: Sequence[int],
+                   score_key: str, higher_is_better: bool, report_keys: Sequence[str],
+                   max_widenings: int = 3, ratio: float = GRID_RATIO) -> dict[str, Any]:
+  """The whole protocol for one candidate (an optimizer in one setting).
+
+  ``candidate``: ``name``, ``options`` (passed to ``evaluate``), ``learning_rates`` (the
+  starting grid) and optionally ``weight_decays`` (a grid, each value put into
+  ``options["weight_decay"]``). ``seeds[0]`` is the tuning seed.
+  """
+  seeds = list(seeds)
+  decays = candidate.get("weight_decays") or [None]
+  searches = []
+  for wd in decays:
+    options = dict(candidate.get("options", {}))
+    if wd is not None:
+      options["weight_decay"] = wd
+    search = tune_learning_rate(evaluate, options, candidate["learning_rates"],
+                                seed=seeds[0], score_key=score_key,
+                                higher_is_better=higher_is_better,
+                                max_widenings=max_widenings, ratio=ratio)
+    search["weight_decay"] = wd
+    searches.append(search)
+  best_search = searches[best_index(
+      [next(p[score_key] for p in s["points"] if p["lr"] == s["best_lr"]) for s in searches],
+      higher_is_better)]
+  options = dict(candidate.get("options", {}))
+  if best_search["weight_decay"] is not None:
+    options["weight_decay"] = best_search["weight_decay"]
+
+  grid = [p["lr"] for p in best_search["points"]]
+  i = grid.index(best_search["best_lr"])
+  confirm_lrs = grid[max(i - 1, 0):i + 2]
+  # per lr: the metrics of every seed (the tuning seed's run is reused).
+  by_lr = {lr: [next(p for p in best_search["points"] if p["lr"] == lr)] for lr in confirm_lrs}
+  for seed in seeds[1:]:
+    for lr, metrics in zip(confirm_lrs, evaluate(options, confirm_lrs, seed), strict=True):
+      by_lr[lr].append(dict(metrics))
+  mean_scores = [summarize([_nan(m[score_key]) for m in by_lr[lr]])["mean"]
+                 for lr in confirm_lrs]
+  final_lr = confirm_lrs[best_index(mean_scores, higher_is_better)]
+  runs = by_lr[final_lr]
+  return {
+      "name": candidate["name"], "options": options,
+      "weight_decay": best_search["weight_decay"],
+      "searches": searches, "best_lr": final_lr,
+      "tuning_best_lr": best_search["best_lr"],
+      "interior": best_search["interior"] and final_lr != grid[0] and final_lr != grid[-1],
+      "seeds": seeds,
+      "confirmation": [{"lr": lr, "mean_score": s, "runs": [_strip(m) for m in by_lr[lr]]}
+                       for lr, s in zip(confirm_lrs, mean_scores, strict=True)],
+      "summary": {k: summarize([_nan(m[k]) for m in runs]) for k in report_keys},
+      "runs": runs,
+  }
+
+
+def _nan(value) -> float:
+  return math.nan if value is None else float(value)
+
+
+def _strip(metrics: dict) -> dict:
+  """Scalars only (curves stay in ``runs`` of the final choice)."""
+  return {k: v for k, v in metrics.items() if not isinstance(v, (list, tuple, dict))}
+
+
+def run_protocol(evaluate: Evaluate, candidates: Sequence[dict], *, seeds: Sequence[int],
+                 score_key: str, higher_is_better: bool, report_keys: Sequence[str],
+                 max_widenings: int = 3, jobs: int = 1, ratio: float = GRID_RATIO,
+                 progress: Optional[Callable[[str], None]] = print) -> list[dict]:
+  """:func:`tune_candidate` for every candidate, in ``jobs`` processes (spawned, so
+  JAX is started fresh in each); the results keep the candidates' order."""
+  if len(seeds) < 1:
+    raise ValueError("run_protocol: seeds must not be empty")
+  kwargs = dict(seeds=list(seeds), score_key=score_key, higher_is_better=higher_is_better,
+                report_keys=list(report_keys), max_widenings=max_widenings, ratio=ratio)
+  if jobs <= 1:
+    out = []
+    for c in candidates:
+      out.append(tune_candidate(evaluate, c, **kwargs))
+      if progress:
+        progress(f"  tuned {c['name']}: best lr {out[-1]['best_lr']:.3g}")
+    return out
+  context = multiprocessing.get_context("spawn")
+  with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+    futures = [pool.submit(tune_candidate, evaluate, c, **kwargs) for c in candidates]
+    out = []
+    for c, f in zip(candidates, futures, strict=True):
+      out.append(f.result())
+      if progress:
+        progress(f"  tuned {c['name']}: best lr {out[-1]['best_lr']:.3g}")
+    return out
+
+
+def compare(results: Sequence[dict], a: str, b: str, key: str, higher_is_better: bool
+            ) -> dict[str, Any]:
+  """The verdict of candidate ``a`` against ``b`` on ``key`` (seed values at each
+  one's final setting)."""
+  by_name = {r["name"]: r for r in results}
+  va = by_name[a]["summary"][key]["values"]
+  vb = by_name[b]["summary"][key]["values"]
+  return {"a": a, "b": b, "key": key, "higher_is_better": higher_is_better,
+          "a_summary": summarize(va), "b_summary": summarize(vb),
+          "verdict": verdict(va, vb, higher_is_better)}
+
+
+# ---------------------------------------------------------------------------- results
+
+
+def environment() -> dict[str, Any]:
+  """Machine, date and library versions for a results file."""
+  versions = {"python": platform.python_version()}
+  for package in ("jax", "jaxlib", "optax", "flax", "numpy", "novograd-optax", "mnist1d",
+                  "scikit-learn"):
+    try:
+      versions[package] = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  machine = {"system": platform.system(), "machine": platform.machine(),
+             "processor": platform.processor() or None, "cpu_count": os.cpu_count()}
+  try:
+    import jax
+
+    machine["jax_backend"] = jax.default_backend()
+    machine["devices"] = [d.device_kind for d in jax.devices()]
+  except Exception:  # noqa: BLE001 - the record stays useful without it
+    pass
+  return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+          "machine": machine, "versions": versions}
+
+
+def command_line(argv: Optional[Sequence[str]] = None) -> str:
+  """The command as typed from the repository root, e.g. ``python examples/x.py --quick``."""
+  argv = list(sys.argv if argv is None else argv)
+  script = argv[0]
+  if os.path.isabs(script):
+    script = os.path.relpath(script)
+  return " ".join(["python", shlex.quote(script), *map(shlex.quote, argv[1:])])
+
+
+def _jsonable(x):
+  if isinstance(x, dict):
+    return {str(k): _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if hasattr(x, "tolist"):  # NumPy / JAX arrays and scalars
+    return _jsonable(x.tolist())
+  if isinstance(x, float) and not math.isfinite(x):
+    return None  # JSON has no NaN; a diverged run is null
+  return x
+
+
+def write_results(path: str, experiment: str, configuration: str, config: dict,
+                  payload: dict, *, argv: Optional[Sequence[str]] = None,
+                  seconds: Optional[float] = None) -> dict:
+  """Writes ``{experiment, configuration, config, command, wall_seconds, environment,
+  **payload}`` to ``path`` (folders created) and returns it. ``configuration`` is
+  ``"full"``, ``"reduced"`` or ``"quick"``, printed with every table made from it."""
+  if configuration not in ("full", "reduced", "quick", "scale"):
+    raise ValueError(f"configuration must be full/reduced/quick/scale, got {configuration!r}")
+  record = {"experiment": experiment, "configuration": configuration, "config": config,
+            "command": command_line(argv), "wall_seconds": seconds,
+            "environment": environment(), **payload}
+  record = _jsonable(record)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(record, f, indent=1, sort_keys=False, allow_nan=False)
+    f.write("\n")
+  return record
