@@ -17,6 +17,8 @@ import numpy as np
 
 from novograd_optax._src.layerwise_norm import ScaleByLayerwiseNormState
 
+__all__ = ["LayerwiseStatistics", "flatten_for_logging", "layerwise_statistics"]
+
 
 class LayerwiseStatistics(NamedTuple):
   """Pytrees keyed like the params: ``second_moment`` is :math:`v_t`,

@@ -29,6 +29,8 @@ import jax
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+__all__ = ["optimizer_state_shardings"]
+
 
 def _replicated_like(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding:
   """The replicated sharding over the same devices as ``sharding``."""
