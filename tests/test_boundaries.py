@@ -75,11 +75,13 @@ def gradient_with_cosines(rng, w_rows, cosines):
 
 def numpy_projection(w, g, p, delta, eps):
   """Heo et al. (2021), Algorithms 1-2, in the PyTorch layout: returns the projected
-  step, the weight-decay factor and the view that fired ("channel", "layer", "none")."""
+  step, the weight-decay factor and the view that fired ("channel", "layer", "none").
+  The cosine is the reference's torch.nn.functional.cosine_similarity: each norm is
+  floored at eps."""
   for view, rows in (("channel", w.shape[0]), ("layer", 1)):
     wv, gv, pv = (np.float64(x).reshape(rows, -1) for x in (w, g, p))
     cosine = np.abs(np.sum(wv * gv, axis=1)) / (
-        np.linalg.norm(wv, axis=1) * np.linalg.norm(gv, axis=1) + eps)
+        np.maximum(np.linalg.norm(wv, axis=1), eps) * np.maximum(np.linalg.norm(gv, axis=1), eps))
     if cosine.max() < delta / np.sqrt(wv.shape[1]):
       w_hat = wv / (np.linalg.norm(wv, axis=1, keepdims=True) + eps)
       pv = pv - w_hat * np.sum(w_hat * pv, axis=1, keepdims=True)
@@ -174,7 +176,7 @@ def test_adamp_and_sgdp_pass_the_threshold_through(scenario):
 
 @pytest.mark.parametrize("eps", [EPS, 0.0])
 def test_projection_of_a_zero_gradient_removes_the_radial_momentum(eps):
-  """A zero gradient has cosine 0/(0 + eps) = 0 < delta/sqrt(n): the step (here a
+  """A zero gradient has cosine 0/(||w|| max(0, eps)) = 0 < delta/sqrt(n): the step (here a
   momentum buffer from an earlier, aligned gradient) is projected per channel. With
   eps = 0 the cosine is 0/0, which never passes the test: nothing is projected."""
   rng = np.random.default_rng(5)

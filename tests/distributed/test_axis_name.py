@@ -27,10 +27,8 @@ DEVICES = 8
 AXIS = "shards"
 STEPS = 3
 
-pytestmark = pytest.mark.skipif(
-    jax.device_count() < DEVICES,
-    reason=f"needs {DEVICES} devices: tests/conftest.py requests {DEVICES} fake CPU devices"
-           " through XLA_FLAGS before jax is imported; another XLA_FLAGS setting overrides it")
+# Skipped, with the reason, where fewer devices exist (tests/conftest.py).
+pytestmark = pytest.mark.requires_devices(DEVICES)
 
 # The axis of each leaf that is split over the devices. The stacked leaf (3 layers
 # along axis 0, for layer_axes) is split along axis 1, so every layer is split.
