@@ -1,15 +1,8 @@
 r"""The one new primitive of NovoGrad: gradients normalized by a layer-wise
-second moment.
-
-For every layer :math:`l` (a pytree leaf, or a slice of a stacked leaf, see
-the layer-axes guide), eq. (1) of Ginsburg et al. (2019)::
-
-    v_t = b2 * v_{t-1} + (1 - b2) * ||g_t||^2          # one scalar per layer
-    out_t = g_t / (sqrt(v_t + eps_root) + eps)
-
-with :math:`v_1 = ||g_1||^2` (Algorithm 1, ``nu_init="first"``) or :math:`v_0 = 0`
-(``nu_init="zero"``). The paper writes ``sqrt(v + eps)``: that is ``eps=0,
-eps_root=eps`` here; the default puts ``eps`` outside the root, as optax does.
+second moment, eq. (1) of Ginsburg et al. (2019), one scalar per layer (a pytree
+leaf, or a slice of a stacked leaf). The rule and every variant (epsilon placement,
+AMSGrad, L-infinity norm, zero init) are written once in the docs' algorithm page,
+section "NovoGrad".
 """
 
 from __future__ import annotations
@@ -94,8 +87,8 @@ def scale_by_layerwise_norm(
 
   Ginsburg et al., *Stochastic Gradient Methods with Layer-wise Adaptive
   Moments for Training of Deep Networks*, 2019, eq. (1), Algorithm 1, the
-  AMSGrad variant of §3 and footnotes 1–2. ``b2=0`` gives layer-wise
-  normalized gradient descent.
+  AMSGrad variant of §3 and footnotes 1–2; math: :ref:`algorithms-novograd`.
+  ``b2=0`` gives layer-wise normalized gradient descent.
 
   Args:
     b2: decay of the layer-wise second moment, in [0, 1). The paper uses
