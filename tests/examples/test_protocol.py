@@ -1,0 +1,142 @@
+"""examples/protocol.py: grid widening, interior check, seeds and the verdict rule,
+against hand-computed expectations."""
+
+import importlib.util
+import json
+import math
+import pathlib
+import sys
+
+import pytest
+
+PATH = pathlib.Path(__file__).resolve().parents[2] / "examples" / "protocol.py"
+spec = importlib.util.spec_from_file_location("protocol_example", PATH)
+protocol = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = protocol
+spec.loader.exec_module(protocol)
+
+
+def test_log_grid_is_centred_and_sqrt10_apart():
+  grid = protocol.log_grid(0.01)
+  assert grid == pytest.approx([0.001, 0.01 / 10 ** 0.5, 0.01, 0.01 * 10 ** 0.5, 0.1])
+  protocol.check_grid(grid)
+
+
+@pytest.mark.parametrize("grid, message", [
+    ([0.1, 0.2, 0.4, 0.8], ">= 5 points"),
+    ([0.1, 0.2, 0.4, 0.8, 4.0], "5x apart"),
+    ([0.1, 0.2, 0.2, 0.4, 0.8], "increasing"),
+    ([0.0, 0.1, 0.2, 0.4, 0.8], "> 0"),
+])
+def test_check_grid_refuses(grid, message):
+  with pytest.raises(ValueError, match=message):
+    protocol.check_grid(grid)
+
+
+def test_best_index_treats_nan_as_worst():
+  assert protocol.best_index([3.0, float("nan"), 1.0, 2.0], higher_is_better=False) == 2
+  assert protocol.best_index([0.1, float("nan"), 0.5, 0.2], higher_is_better=True) == 2
+  assert protocol.best_index([float("nan"), 5.0], higher_is_better=False) == 1
+
+
+def test_interior_and_widen():
+  grid = [1.0, 10.0, 100.0, 1000.0, 10000.0]
+  assert not protocol.is_interior(0, 5) and not protocol.is_interior(4, 5)
+  assert protocol.is_interior(2, 5)
+  assert protocol.widen(grid, 2, ratio=10.0) == []
+  assert protocol.widen(grid, 0, ratio=10.0) == pytest.approx([0.01, 0.1])
+  assert protocol.widen(grid, 4, ratio=10.0) == pytest.approx([1e5, 1e6])
+
+
+def test_tune_widens_until_interior():
+  calls = []
+
+  def evaluate(options, lrs, seed):
+    calls.append(list(lrs))
+    # minimum at lr = 10: the starting grid 1e-3 .. 1e-1 has it far to the right
+    return [{"loss": (math.log10(lr) - 1.0) ** 2} for lr in lrs]
+
+  out = protocol.tune_learning_rate(evaluate, {}, protocol.log_grid(0.01), seed=0,
+                                    score_key="loss", higher_is_better=False)
+  # each widening adds 2 points sqrt(10) apart above the edge: 0.316, 1; 3.16, 10; 31.6, 100
+  assert out["widenings"] == 3 and out["interior"]
+  assert out["best_lr"] == pytest.approx(10.0)
+  assert [len(c) for c in calls] == [5, 2, 2, 2]
+  assert calls[-1] == pytest.approx([10 ** 1.5, 100.0])
+
+
+def test_tune_stops_after_max_widenings_and_says_so():
+  def evaluate(options, lrs, seed):
+    return [{"loss": -lr} for lr in lrs]  # always better at larger lr
+
+  out = protocol.tune_learning_rate(evaluate, {}, protocol.log_grid(1.0), seed=0,
+                                    score_key="loss", higher_is_better=False, max_widenings=1)
+  assert out["widenings"] == 1 and not out["interior"]
+  assert out["best_lr"] == pytest.approx(100.0)  # the last added point
+
+
+def test_candidate_runs_seeds_at_best_and_neighbours_and_tunes_decay():
+  seen = []
+
+  def evaluate(options, lrs, seed):
+    seen.append((options.get("weight_decay"), tuple(lrs), seed))
+    wd = options["weight_decay"]
+    # best decay 0.1; best lr 0.01 for seed 0, but 0.0316 on average over seeds 0-2
+    out = []
+    for lr in lrs:
+      base = abs(math.log10(lr) + 2.0) + abs(wd - 0.1)
+      if seed > 0 and abs(lr - 0.01 * 10 ** 0.5) < 1e-9:
+        base -= 0.8
+      out.append({"loss": base + 0.01 * seed, "acc": 1 - base})
+    return out
+
+  cand = {"name": "x", "options": {"model": "m"}, "learning_rates": protocol.log_grid(0.01),
+          "weight_decays": [0.0, 0.1]}
+  out = protocol.tune_candidate(evaluate, cand, seeds=[0, 1, 2], score_key="loss",
+                                higher_is_better=False, report_keys=["loss", "acc"])
+  assert out["weight_decay"] == 0.1 and out["options"] == {"model": "m", "weight_decay": 0.1}
+  assert out["tuning_best_lr"] == pytest.approx(0.01)
+  # seeds 1 and 2 at the three rates 0.00316, 0.01, 0.0316
+  extra = [s for s in seen if s[2] > 0]
+  assert [s[2] for s in extra] == [1, 2]
+  assert extra[0][1] == pytest.approx((0.01 / 10 ** 0.5, 0.01, 0.01 * 10 ** 0.5))
+  # mean loss at 0.01: (0 + 0.01 + 0.02) / 3 = 0.01; at 0.0316: (0.5 - 0.29 - 0.28) / 3
+  # = -0.0233, so the seed average moves the choice to the neighbour.
+  assert out["best_lr"] == pytest.approx(0.01 * 10 ** 0.5)
+  assert out["summary"]["loss"]["values"] == pytest.approx([0.5, -0.29, -0.28])
+  assert out["summary"]["loss"]["mean"] == pytest.approx(-0.07 / 3)
+  assert out["interior"]
+
+
+def test_summarize_hand_computed():
+  s = protocol.summarize([1.0, 2.0, 4.0])
+  assert s["mean"] == pytest.approx(7 / 3)
+  assert s["std"] == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2
+                                              + (4 - 7 / 3) ** 2) / 2))
+  assert (s["min"], s["max"], s["n"]) == (1.0, 4.0, 3)
+  assert protocol.summarize([5.0])["std"] == 0.0
+
+
+@pytest.mark.parametrize("a, b, higher, expected", [
+    ([0.90, 0.91, 0.92], [0.80, 0.85, 0.89], True, "wins"),   # ranges disjoint
+    ([0.90, 0.91, 0.92], [0.80, 0.85, 0.90], True, "tie"),    # touching: 0.90 = 0.90
+    ([0.80, 0.85, 0.89], [0.90, 0.91, 0.92], True, "loses"),
+    ([1.2, 1.3, 1.25], [1.4, 1.5, 1.45], False, "wins"),      # lower loss wins
+    ([1.2, 1.5, 1.25], [1.4, 1.5, 1.45], False, "tie"),
+    ([1.2, float("nan"), 1.25], [1.4, 1.5, 1.45], False, "tie"),  # a diverged seed
+])
+def test_verdict_rule(a, b, higher, expected):
+  assert protocol.verdict(a, b, higher) == expected
+
+
+def test_write_results_records_environment_and_command(tmp_path):
+  path = tmp_path / "sub" / "r.json"
+  protocol.write_results(str(path), "demo", "reduced", {"steps": 3}, {"x": [float("nan"), 1.0]},
+                         argv=["examples/demo.py", "--seeds", "3"], seconds=2.5)
+  record = json.loads(path.read_text())
+  assert record["command"] == "python examples/demo.py --seeds 3"
+  assert record["configuration"] == "reduced" and record["x"] == [None, 1.0]
+  assert record["environment"]["versions"]["python"]
+  assert "jax" in record["environment"]["versions"]
+  with pytest.raises(ValueError, match="configuration"):
+    protocol.write_results(str(path), "demo", "big", {}, {})
