@@ -183,17 +183,42 @@ def timm(
     weight_decay: Any = 0.0,
     grad_averaging: bool = False,
     amsgrad: bool = False,
+    decoupled_decay: bool = False,
+    corrected_weight_decay: bool = False,
 ) -> GradientTransformationExtraArgs:
-  # The peer refuses lr < 0, eps < 0 and betas outside [0, 1).
+  # The peer refuses lr < 0, eps < 0 and betas outside [0, 1), and a corrected
+  # decay without a positive lr.
   validation.check_non_negative("lr", lr, allow_schedule=True)
   b1, b2 = _check_betas("betas", betas)
   validation.check_non_negative("eps", eps)
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
-  return _torch_style(lr, b1, b2, eps, weight_decay, grad_averaging, amsgrad)
+  validation.check_bool("decoupled_decay", decoupled_decay)
+  validation.check_bool("corrected_weight_decay", corrected_weight_decay)
+  if decoupled_decay and corrected_weight_decay:
+    if callable(lr):
+      raise ValueError(
+          "corrected_weight_decay: the peer scales the decay by lr_t / lr_max with lr_max"
+          " the constructor's (peak) learning rate, which a schedule does not name; pass"
+          " a float lr, or weight_decay=optax schedule of wd * lr_t / lr_max with"
+          " corrected_weight_decay=False.")
+    _check_positive("lr", lr)
+    # wd_scale = lr ** 2 / max_lr = lr for a constant lr: the plain decoupled decay.
+  validation.check_bool("grad_averaging", grad_averaging)
+  validation.check_bool("amsgrad", amsgrad)
+  return novograd(lr, b1, b2, eps, 0.0, weight_decay, grad_averaging=grad_averaging,
+                  amsgrad=amsgrad, nu_init="first_nonzero",
+                  decay_inside_moment=not decoupled_decay)
 
 
-timm.__doc__ = r"""timm's ``NvNovoGrad`` (pytorch-image-models, ``timm/optim/nvnovograd.py``).
-""" + _TORCH_RULE
+timm.__doc__ = r"""timm's ``NvNovoGrad`` (pytorch-image-models, ``timm/optim/nvnovograd.py``,
+  timm 1.0.31).
+""" + _TORCH_RULE + r"""
+  ``decoupled_decay=True`` takes the decay out of the moment:
+  :math:`w_{t+1} = (1 - \lambda d)\,w_t - \lambda m_t` with :math:`m_t` as above
+  without :math:`d\,w_t` (``novograd(decay_inside_moment=False)``).
+  ``corrected_weight_decay`` scales that decay by :math:`\lambda_t/\lambda_{max}`,
+  :math:`\lambda_{max}` the constructor's ``lr``: with a float ``lr`` this is 1.
+"""
 
 
 def nemo(
@@ -432,7 +457,8 @@ PEERS: tuple[Peer, ...] = (
          "torch_optimizer/novograd.py",
          "b2 = 0 by default; eps = 1e-8; the moment restarts whenever it is 0"),
     Peer(timm, "timm", "timm.optim.NvNovoGrad(params, ...)", "timm/optim/nvnovograd.py",
-         "b1 = 0.95, b2 = 0.98, eps = 1e-8; the moment restarts whenever it is 0"),
+         "b1 = 0.95, b2 = 0.98, eps = 1e-8; the moment restarts whenever it is 0;"
+         " decoupled_decay: decay outside the moment"),
     Peer(nemo, "NVIDIA NeMo", "nemo.core.optim.Novograd(params, ...)",
          "nemo/core/optim/novograd.py",
          "as timm; luc: the step is at most luc_trust * ||w||, zero layers stay"),

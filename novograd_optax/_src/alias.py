@@ -48,6 +48,7 @@ def novograd(
     layer_axes: LayerAxes = None,
     axis_name: Any = None,
     trust_coefficient: Optional[float] = None,
+    decay_inside_moment: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
   r"""The NovoGrad optimizer: SGD with momentum on layer-wise normalized gradients.
 
@@ -95,6 +96,12 @@ def novograd(
       step exceeds :math:`\eta\|w\|`; layers with :math:`\|w\| = 0` are not
       clipped. ``None`` (default): no clipping. Needs ``params``; see
       :func:`clip_by_layerwise_trust_ratio`.
+    decay_inside_moment: ``True`` (default, the paper): the decay is added to
+      the normalized gradient and accumulated by the momentum. ``False``:
+      decoupled from the momentum, as in AdamW:
+      :math:`w_{t+1} = w_t - \lambda_t (m_t + d\,w_t)` with
+      :math:`m_t = \beta_1 m_{t-1} + c\,g_t/(\sqrt{v_t+\epsilon_{root}}+\epsilon)`
+      (timm's ``NvNovoGrad(decoupled_decay=True)``).
 
   Under ``optax.inject_hyperparams`` every numeric hyperparameter can be
   injected; pass ``static_args=("layer_axes", "weight_decay_mask",
@@ -119,6 +126,7 @@ def novograd(
   validation.check_decay_rate("b1", b1)
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
   validation.check_bool("grad_averaging", grad_averaging)
+  validation.check_bool("decay_inside_moment", decay_inside_moment)
   if trust_coefficient is not None:
     validation.check_scalar(
         "trust_coefficient", trust_coefficient, low=0.0, low_inclusive=False)
@@ -142,8 +150,8 @@ def novograd(
       scale_by_layerwise_norm(
           b2, eps, eps_root, norm=norm, nu_init=nu_init, amsgrad=amsgrad,
           layer_axes=layer_axes, axis_name=axis_name),
-      weight_decay_step,
-      momentum,
+      *((weight_decay_step, momentum) if decay_inside_moment
+        else (momentum, weight_decay_step)),
       *update_clipping,
       optax.scale_by_learning_rate(learning_rate),
   ), mu_dtype)
