@@ -1,26 +1,35 @@
-r"""Large-batch training on MNIST-1D: NovoGrad vs SGD-momentum, AdamW and LAMB.
+r"""Large-batch training on MNIST-1D: NovoGrad, SNGM and LARS vs SGD-momentum, AdamW and
+LAMB.
 
 The NovoGrad paper (Ginsburg et al., 2019, §5.1.1 and §5.2.1) reports that NovoGrad
-holds its accuracy as the batch grows to 32K at a fixed number of epochs, with the
-learning rate scaled with the batch. This example asks the same question at laptop
-scale: MNIST-1D (Greydanus, 2020), generated locally with ``mnist1d.data.make_dataset``
-(nothing is downloaded), a small MLP or 1-D CNN in Flax NNX, a fixed number of epochs,
-batch sizes 64 to 4096 (``--batch-sizes``), and for every optimizer x batch size a small
-learning-rate grid centred on a scaled base rate:
+holds its accuracy as the batch grows to 32K at a fixed number of epochs; the SNGM paper
+(Zhao et al., 2020) that normalizing the whole gradient before momentum lets training use
+larger batches than momentum SGD and matches or beats LARS (You et al., 2017). This
+example asks both questions at CPU scale: MNIST-1D (Greydanus, 2020), generated locally
+with ``mnist1d.data.make_dataset`` (nothing is downloaded), a small MLP or 1-D CNN in
+Flax NNX, a fixed number of epochs, several batch sizes.
 
-.. code-block:: text
+Every optimizer x batch size is tuned with the protocol of ``examples/protocol.py``: a
+5-point learning-rate grid a factor ``sqrt(10)`` apart around a scaled starting rate
+``START_LR[name] * sqrt(B / 128)``, widened until the best validation accuracy is
+interior; with ``--seeds 3`` the best rate and its neighbours are re-run with 3 seeds
+(model init and batch order). The table reports *test* accuracy, mean ± std over seeds.
 
-    lr(B) = base_lr * sqrt(B / 128)    ("sqrt" scaling; --lr-scaling linear for B / 128)
-    grid  = lr(B) * {1/4, 1/2, 1, 2, 4}
+Fixed settings, stated (not tuned, the same rule for all): each optimizer's usual
+momentum -- SGD 0.9, NovoGrad ``b1 = 0.95, b2 = 0.98`` (the paper's defaults), AdamW
+and LAMB ``b1 = 0.9, b2 = 0.999``, SNGM ``beta = 0.9``, LARS momentum 0.9 with trust
+coefficient 0.001 (``optax.lars`` defaults); weight decay 0 for every optimizer; linear
+warmup over the first 10% of the steps, then cosine decay to 0. The same initial
+weights and batches for every optimizer at a given seed.
 
-The best grid point is chosen by validation accuracy; the table reports its *test*
-accuracy. Every optimizer gets the same schedule (linear warmup over the first 10% of
-the steps, then cosine decay to zero), the same initial weights and the same batches.
+SNGM's learning rate: its paper's analysis lets the step grow with the batch at a fixed
+number of gradient computations; we scale the grid centre with ``sqrt(B)`` like every
+other optimizer here and let the protocol tune around it, so no optimizer depends on a
+rule being right.
 
-Speed on a 2-core CPU: each (optimizer, batch size) is one compiled program; inside
-it, ``jax.lax.scan`` runs the epochs and the steps, and ``jax.vmap`` trains the whole
-learning-rate grid at once. The model is used through NNX's functional API
-(``nnx.split`` / ``nnx.merge``) so that the parameters can be vmapped.
+Speed on a 2-core CPU: each (optimizer, batch size, grid length) is one compiled program,
+reused across seeds; inside it ``jax.lax.scan`` runs the epochs and the steps and
+``jax.vmap`` trains the whole learning-rate grid at once.
 
 Run ``python examples/mnist1d.py --help``. To use the functions elsewhere, load this
 file by path (its name would shadow the ``mnist1d`` package on ``sys.path``)::
@@ -45,28 +54,38 @@ from typing import Any, Callable, Optional, Sequence
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
+import importlib.util  # noqa: E402
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
-from novograd_optax import novograd  # noqa: E402
+from novograd_optax import novograd, sngm  # noqa: E402
 
-OPTIMIZERS = ("novograd", "sgd", "adamw", "lamb")
+# The shared tuning protocol, loaded by path (this folder is off sys.path, see above) and
+# registered so that spawned worker processes can unpickle its functions.
+if "protocol" not in sys.modules:
+  _spec = importlib.util.spec_from_file_location("protocol", os.path.join(_HERE, "protocol.py"))
+  sys.modules["protocol"] = importlib.util.module_from_spec(_spec)
+  _spec.loader.exec_module(sys.modules["protocol"])
+protocol = sys.modules["protocol"]
+
+OPTIMIZERS = ("novograd", "sgd", "adamw", "lamb", "sngm", "lars")
 MODELS = ("mlp", "cnn")
 REFERENCE_BATCH = 128
-# Base learning rates at REFERENCE_BATCH (centres of the grids), from tuning runs of the
-# MLP (15 epochs, 7-point grids at batches 128 and 2048); the grid around them is what
-# makes the comparison fair.
-BASE_LR = {"novograd": 0.08, "sgd": 0.3, "adamw": 0.01, "lamb": 0.01}
-# In those tuning runs every optimizer's best rate grew by 2-4x from batch 128 to 2048,
-# i.e. about as the square root of the batch. Linear scaling (Goyal et al., 2017) put
-# SGD's grid at 2048 where it diverges, so the square root is the default for all.
-LR_SCALING = {"novograd": "sqrt", "sgd": "sqrt", "adamw": "sqrt", "lamb": "sqrt"}
-WEIGHT_DECAY = {"novograd": 1e-3, "sgd": 0.0, "adamw": 1e-3, "lamb": 1e-3}
-LR_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
+# Starting learning rates at REFERENCE_BATCH (centres of the first grids). The protocol
+# widens a grid whose best point is at an edge, so these only set where the search starts.
+BASE_LR = {"novograd": 0.08, "sgd": 0.3, "adamw": 0.01, "lamb": 0.01, "sngm": 0.1,
+           "lars": 3.0}
+# Every optimizer's best rate grew about as the square root of the batch in earlier
+# tuning runs (2-4x from 128 to 2048); the same rule centres every grid.
+LR_SCALING = {name: "sqrt" for name in OPTIMIZERS}
+WEIGHT_DECAY = {name: 0.0 for name in OPTIMIZERS}  # the stated rule: no decay for anyone
+MOMENTUM = {"novograd": "b1 0.95, b2 0.98", "sgd": "0.9", "adamw": "b1 0.9, b2 0.999",
+            "lamb": "b1 0.9, b2 0.999", "sngm": "0.9", "lars": "0.9, trust 0.001"}
+LR_GRID = tuple(protocol.log_grid(1.0))  # multipliers of the scaled starting rate
 BATCH_SIZES = (64, 256, 1024, 4096)
 WARMUP_FRACTION = 0.1
 NUM_CLASSES = 10
@@ -193,18 +212,23 @@ def make_schedule(peak_lr, total_steps: int, warmup_fraction: float = WARMUP_FRA
 
 
 def make_optimizer(name: str, learning_rate, weight_decay: Optional[float] = None):
-  """optax's SGD (momentum 0.9), AdamW and LAMB, or our NovoGrad (b1 0.95, b2 0.5,
-  the paper's ranges), with ``WEIGHT_DECAY[name]`` unless ``weight_decay`` is given."""
+  """optax's SGD, AdamW, LAMB and LARS, or our NovoGrad and SNGM, with the fixed
+  momentum settings of ``MOMENTUM`` and ``WEIGHT_DECAY[name]`` (0) unless
+  ``weight_decay`` is given."""
   if name not in OPTIMIZERS:
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
   wd = WEIGHT_DECAY[name] if weight_decay is None else weight_decay
   if name == "novograd":
-    return novograd(learning_rate, b1=0.95, b2=0.5, weight_decay=wd)
+    return novograd(learning_rate, b1=0.95, b2=0.98, weight_decay=wd)
   if name == "sgd":
     sgd = optax.sgd(learning_rate, momentum=0.9)
     return optax.chain(optax.add_decayed_weights(wd), sgd) if wd else sgd
   if name == "adamw":
     return optax.adamw(learning_rate, weight_decay=wd)
+  if name == "sngm":
+    return sngm(learning_rate, momentum=0.9, weight_decay=wd)
+  if name == "lars":
+    return optax.lars(learning_rate, weight_decay=wd, momentum=0.9)
   return optax.lamb(learning_rate, weight_decay=wd)
 
 
@@ -222,6 +246,9 @@ def _accuracy(apply: Callable, params, x, y, chunk: int = 4096):
     logits = apply(params, x[start:start + chunk])
     correct += jnp.sum(jnp.argmax(logits, -1) == y[start:start + chunk])
   return correct / x.shape[0]
+
+
+_TRAIN_CACHE: dict = {}
 
 
 def train(
@@ -295,8 +322,13 @@ def train(
 
     return jax.vmap(one_learning_rate)(lrs)
 
+  # One compile per program; seeds only change the arguments (weights, key).
+  cache_key = (optimizer_name, batch_size, epochs, model, width, len(lrs), weight_decay,
+               warmup_fraction, tuple((k, v.shape) for k, v in sorted(arrays.items())))
+  if cache_key not in _TRAIN_CACHE:
+    _TRAIN_CACHE[cache_key] = jax.jit(run)
   start = time.perf_counter()
-  outputs = jax.jit(run)(lrs, params0, arrays, jax.random.key(seed))
+  outputs = _TRAIN_CACHE[cache_key](lrs, params0, arrays, jax.random.key(seed))
   train_loss, val_acc, test_acc = (np.asarray(o) for o in outputs)
   seconds = time.perf_counter() - start
   result = {"train_loss": train_loss, "val_accuracy": val_acc, "test_accuracy": test_acc,
@@ -307,80 +339,187 @@ def train(
   return result
 
 
+_DATA: dict = {}
+
+
+def _cached_data(num_samples: int, data_seed: int = 0) -> dict[str, np.ndarray]:
+  if (num_samples, data_seed) not in _DATA:
+    _DATA[(num_samples, data_seed)] = load_data(num_samples, data_seed)
+  return _DATA[(num_samples, data_seed)]
+
+
+def evaluate(options: dict, lrs: list, seed: int) -> list[dict]:
+  """The protocol's ``evaluate``: trains the rates ``lrs`` with ``seed`` (model init and
+  batch order); ``options`` holds the optimizer, batch size, epochs and data settings.
+  Calls are padded to ``len(LR_GRID)`` rates so that a program compiles once."""
+  data = _cached_data(options["num_samples"], options.get("data_seed", 0))
+  padded = list(lrs) + [lrs[-1]] * (len(LR_GRID) - len(lrs))
+  r = train(options["optimizer"], padded, options["batch_size"], options["epochs"],
+            data=data, model=options.get("model", "mlp"), width=options.get("width"),
+            seed=seed, weight_decay=options.get("weight_decay"),
+            warmup_fraction=options.get("warmup_fraction", WARMUP_FRACTION))
+  out = []
+  for i in range(len(lrs)):
+    val = float(r["val_accuracy"][i, -1])
+    out.append({"val_accuracy": val if np.isfinite(val) else None,
+                "test_accuracy": float(np.nan_to_num(r["test_accuracy"][i], nan=0.0)),
+                "train_loss": [float(v) for v in r["train_loss"][i]]})
+  return out
+
+
+def candidates(optimizers: Sequence[str], batch_sizes: Sequence[int], epochs: int, *,
+               num_samples: int, model: str = "mlp", width: Optional[int] = None,
+               warmup_fraction: float = WARMUP_FRACTION, scaling: Optional[str] = None,
+               tag: str = "") -> list[dict]:
+  """One protocol candidate per optimizer x batch size, named ``name@B<batch><tag>``."""
+  out = []
+  for name in optimizers:
+    for b in batch_sizes:
+      centre = scaled_learning_rate(name, b, scaling)
+      out.append({"name": f"{name}@B{b}{tag}",
+                  "options": {"optimizer": name, "batch_size": b, "epochs": epochs,
+                              "num_samples": num_samples, "model": model, "width": width,
+                              "warmup_fraction": warmup_fraction},
+                  "learning_rates": [centre * m for m in LR_GRID]})
+  return out
+
+
 def sweep(
     optimizers: Sequence[str] = OPTIMIZERS,
     batch_sizes: Sequence[int] = BATCH_SIZES,
     epochs: int = 15,
     *,
-    data: Optional[dict[str, np.ndarray]] = None,
-    lr_grid: Sequence[float] = LR_GRID,
+    seeds: Sequence[int] = (0,),
+    num_samples: int = 25_000,
+    model: str = "mlp",
+    width: Optional[int] = None,
+    warmup_fraction: float = WARMUP_FRACTION,
     scaling: Optional[str] = None,
+    extra_epochs: int = 0,
+    jobs: int = 1,
     progress: bool = True,
-    **train_kwargs,
 ) -> list[dict[str, Any]]:
-  """Every optimizer x batch size over its learning-rate grid; one row each with the
-  learning rate of best final validation accuracy and its test accuracy."""
+  """Every optimizer x batch size through the tuning protocol; with ``extra_epochs``
+  also every optimizer at the largest batch trained that many epochs. One row each:
+  ``optimizer``, ``batch_size``, ``epochs``, ``updates`` (optimizer steps per run),
+  ``lr``, ``interior`` and the protocol's ``summary`` / ``searches``."""
+  num_train = len(_cached_data(num_samples)["y_train"])
+  cands = candidates(optimizers, batch_sizes, epochs, num_samples=num_samples, model=model,
+                     width=width, warmup_fraction=warmup_fraction, scaling=scaling)
+  if extra_epochs:
+    cands += candidates(optimizers, [max(batch_sizes)], extra_epochs,
+                        num_samples=num_samples, model=model, width=width,
+                        warmup_fraction=warmup_fraction, scaling=scaling,
+                        tag=f"x{extra_epochs}ep")
+  results = protocol.run_protocol(
+      evaluate, cands, seeds=seeds, score_key="val_accuracy", higher_is_better=True,
+      report_keys=("test_accuracy", "val_accuracy"), jobs=jobs,
+      progress=print if progress else None)
   rows = []
-  runs = [(o, b) for o in optimizers for b in batch_sizes]
-  for name, batch_size in tqdm(runs, desc="optimizer x batch", disable=not progress):
-    centre = scaled_learning_rate(name, batch_size, scaling)
-    lrs = [centre * m for m in lr_grid]
-    result = train(name, lrs, batch_size, epochs, data=data, **train_kwargs)
-    final_val = np.nan_to_num(result["val_accuracy"][:, -1], nan=0.0)
-    best = int(np.argmax(final_val))
-    rows.append({
-        "optimizer": name, "batch_size": batch_size, "lr": lrs[best],
-        "lr_at_grid_edge": best in (0, len(lrs) - 1) and len(lrs) > 1,
-        "val_accuracy": float(final_val[best]),
-        "test_accuracy": float(result["test_accuracy"][best]),
-        "train_loss": result["train_loss"][best],
-        "all_val_accuracy": final_val, "all_lr": np.asarray(lrs),
-        "steps": result["steps"], "seconds": result["seconds"],
-    })
+  for r in results:
+    o = r["options"]
+    rows.append({"name": r["name"], "optimizer": o["optimizer"],
+                 "batch_size": o["batch_size"], "epochs": o["epochs"],
+                 "updates": (num_train // o["batch_size"]) * o["epochs"],
+                 "lr": r["best_lr"], "interior": r["interior"],
+                 "test_accuracy": r["summary"]["test_accuracy"]["mean"],
+                 "train_loss": r["runs"][0]["train_loss"], **r})
   return rows
+
+
+def largest_batch_within(rows: Sequence[dict], name: str, points: float = 1.0,
+                         epochs: Optional[int] = None) -> Optional[int]:
+  """The largest batch whose mean test accuracy is within ``points`` (percentage
+  points) of the smallest batch's, scanning up from the smallest and stopping at the
+  first batch that falls further behind."""
+  mine = sorted((r for r in rows if r["optimizer"] == name
+                 and (epochs is None or r["epochs"] == epochs)), key=lambda r: r["batch_size"])
+  if not mine:
+    return None
+  reference = mine[0]["summary"]["test_accuracy"]["mean"]
+  best = None
+  for r in mine:
+    if 100 * (reference - r["summary"]["test_accuracy"]["mean"]) > points:
+      break
+    best = r["batch_size"]
+  return best
+
+
+def comparisons(rows: Sequence[dict]) -> list[dict]:
+  """Verdicts on test accuracy at every batch: NovoGrad vs SGD and AdamW, SNGM vs SGD
+  and LARS (the papers' claims)."""
+  pairs = (("novograd", "sgd"), ("novograd", "adamw"), ("novograd", "lamb"),
+           ("sngm", "sgd"), ("sngm", "lars"))
+  names = {r["name"] for r in rows}
+  out = []
+  for r in rows:
+    for a, b in pairs:
+      if r["optimizer"] != a:
+        continue
+      other = r["name"].replace(f"{a}@", f"{b}@", 1)
+      if other in names:
+        out.append(protocol.compare(rows, r["name"], other, "test_accuracy", True))
+  return out
 
 
 # --------------------------------------------------------------------------- reports
 
 
-def _optimizer_by_batch_table(
-    rows: Sequence[dict[str, Any]], format_cell: Callable[[dict[str, Any]], str]
-) -> str:
-  """A markdown table: one row per optimizer, one column per batch size."""
+def _cell(r: dict[str, Any]) -> str:
+  s = r["summary"]["test_accuracy"]
+  text = f"{100 * s['mean']:.1f}"
+  if s["n"] > 1:
+    text += f" ± {100 * s['std']:.1f}"
+  return text + ("" if r["interior"] else "*")
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+  """Test accuracy (%) per optimizer (rows) x batch size (columns), mean ± std over
+  seeds; ``*`` marks a learning rate still at the edge of its widened grid. The first
+  row gives the optimizer steps (updates) per run."""
   optimizers = list(dict.fromkeys(r["optimizer"] for r in rows))
-  batch_sizes = sorted({r["batch_size"] for r in rows})
-  cell = {(r["optimizer"], r["batch_size"]): r for r in rows}
-  lines = ["| optimizer | " + " | ".join(f"B={b}" for b in batch_sizes) + " |",
-           "|---|" + "---:|" * len(batch_sizes)]
+  cols = sorted({(r["epochs"], r["batch_size"]) for r in rows})
+  cell = {(r["optimizer"], r["epochs"], r["batch_size"]): r for r in rows}
+  updates = {(r["epochs"], r["batch_size"]): r["updates"] for r in rows}
+  lines = ["| optimizer | " + " | ".join(f"B={b}, {e} ep" for e, b in cols) + " |",
+           "|---|" + "---:|" * len(cols),
+           "| updates per run | " + " | ".join(str(updates[c]) for c in cols) + " |"]
   for name in optimizers:
-    cells = [format_cell(cell[(name, b)]) if (name, b) in cell else "" for b in batch_sizes]
+    cells = [_cell(cell[(name, *c)]) if (name, *c) in cell else "" for c in cols]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
-def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-  """Test accuracy (%) per optimizer (rows) x batch size (columns); ``*`` marks a
-  chosen learning rate at the edge of its grid (the grid may be too narrow there)."""
-  return _optimizer_by_batch_table(
-      rows, lambda r: f"{100 * r['test_accuracy']:.1f}" + ("*" if r["lr_at_grid_edge"] else ""))
-
-
 def lr_table(rows: Sequence[dict[str, Any]]) -> str:
   """The chosen (peak) learning rate per optimizer x batch size."""
-  return _optimizer_by_batch_table(rows, lambda r: f"{r['lr']:.3g}")
+  optimizers = list(dict.fromkeys(r["optimizer"] for r in rows))
+  cols = sorted({(r["epochs"], r["batch_size"]) for r in rows})
+  cell = {(r["optimizer"], r["epochs"], r["batch_size"]): r for r in rows}
+  lines = ["| optimizer | " + " | ".join(f"B={b}, {e} ep" for e, b in cols) + " |",
+           "|---|" + "---:|" * len(cols)]
+  for name in optimizers:
+    lines.append(f"| {name} | " + " | ".join(
+        f"{cell[(name, *c)]['lr']:.3g}" if (name, *c) in cell else "" for c in cols) + " |")
+  return "\n".join(lines)
 
 
 def plot_results(rows: Sequence[dict[str, Any]], title: str = ""):
-  """Test accuracy vs batch size, one line per optimizer; a matplotlib Figure
-  (made without pyplot, so no GUI backend is needed)."""
+  """Test accuracy vs batch size (main epochs), mean with min-max bars, one line per
+  optimizer; a matplotlib Figure (made without pyplot, so no GUI backend is needed)."""
   from matplotlib.figure import Figure
 
+  epochs = min(r["epochs"] for r in rows)
+  rows = [r for r in rows if r["epochs"] == epochs]
   fig = Figure(figsize=(6, 4), dpi=120)
   ax = fig.subplots()
   for name in dict.fromkeys(r["optimizer"] for r in rows):
     mine = sorted((r for r in rows if r["optimizer"] == name), key=lambda r: r["batch_size"])
-    ax.plot([r["batch_size"] for r in mine], [100 * r["test_accuracy"] for r in mine],
-            marker="o", label=name)
+    s = [r["summary"]["test_accuracy"] for r in mine]
+    mean = np.array([100 * x["mean"] for x in s])
+    err = np.array([[100 * (x["mean"] - x["min"]) for x in s],
+                    [100 * (x["max"] - x["mean"]) for x in s]])
+    ax.errorbar([r["batch_size"] for r in mine], mean, yerr=err, marker="o", capsize=3,
+                label=name)
   ax.set_xscale("log", base=2)
   batch_sizes = sorted({r["batch_size"] for r in rows})
   ax.set_xticks(batch_sizes, labels=[str(b) for b in batch_sizes])
@@ -401,15 +540,11 @@ def _int_list(text: str) -> list[int]:
   return [int(t) for t in text.split(",") if t]
 
 
-def _float_list(text: str) -> list[float]:
-  return [float(t) for t in text.split(",") if t]
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
-      description="MNIST-1D large-batch sweep: NovoGrad vs SGD-momentum, AdamW, LAMB. "
-      "Prints test accuracy per optimizer x batch size (lr chosen on validation) and "
-      "saves a plot.",
+      description="MNIST-1D large-batch sweep: NovoGrad, SNGM and LARS vs SGD-momentum, "
+      "AdamW and LAMB, each tuned by examples/protocol.py. Prints test accuracy per "
+      "optimizer x batch size (lr chosen on validation), writes results JSON and a plot.",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("--model", choices=MODELS, default="mlp")
   parser.add_argument("--width", type=int, default=None,
@@ -419,55 +554,83 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument("--batch-sizes", type=_int_list,
                       default=list(BATCH_SIZES), help="comma-separated")
   parser.add_argument("--epochs", type=int, default=15)
+  parser.add_argument("--extra-epochs", type=int, default=0,
+                      help="also train every optimizer this many epochs at the largest batch")
+  parser.add_argument("--seeds", type=int, default=1,
+                      help="seeds at the best rate and its neighbours (3 for the README)")
   parser.add_argument("--num-samples", type=int, default=25_000,
                       help="MNIST-1D samples generated (80%% train incl. validation, 20%% test)")
-  parser.add_argument("--lr-grid", type=_float_list, default=list(LR_GRID),
-                      help="multipliers of the scaled base learning rate")
   parser.add_argument("--lr-scaling", choices=("auto", "linear", "sqrt", "none"),
                       default="auto",
-                      help="auto: each optimizer's rule in LR_SCALING (sqrt for all)")
+                      help="centre of each grid: auto = each optimizer's LR_SCALING (sqrt)")
   parser.add_argument("--warmup-fraction", type=float, default=WARMUP_FRACTION,
                       help="fraction of the steps with linear warmup (all optimizers)")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--cache-dir", default=None,
-                      help="keep the generated data set in this folder")
-  parser.add_argument("--plot", default="mnist1d_batch_sweep.png", help="PNG path")
+  parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
+  parser.add_argument("--configuration", default=None,
+                      help="label written to the results (default: quick with --quick, "
+                      "full with >= 3 seeds, else main)")
+  parser.add_argument("--out", default=None,
+                      help="results JSON (default results/mnist1d_<model>_<configuration>.json)")
+  parser.add_argument("--plot", default="mnist1d_batch_sweep.png", help="PNG path ('' = none)")
   parser.add_argument("--quick", action="store_true",
-                      help="tiny run for tests: 4000 samples, 3 epochs, batches 32 and "
-                      "512, a 2-point grid")
+                      help="tiny run for tests: 4000 samples, 3 epochs, batches 32 and 512")
   args = parser.parse_args(argv)
   args.optimizers = [o for o in args.optimizers.split(",") if o]
   unknown = set(args.optimizers) - set(OPTIMIZERS)
   if unknown:
     parser.error(f"unknown optimizers {sorted(unknown)}; choose from {OPTIMIZERS}")
+  if args.seeds < 1:
+    parser.error("--seeds must be >= 1")
   if args.quick:
-    args.num_samples, args.epochs = 4000, 3
-    args.batch_sizes, args.lr_grid = [32, 512], [0.5, 2.0]
+    args.num_samples, args.epochs, args.batch_sizes = 4000, 3, [32, 512]
+  if args.configuration is None:
+    args.configuration = ("quick" if args.quick else "full" if args.seeds >= 3
+                          else "main")
   return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
   args = parse_args(argv)
   start = time.perf_counter()
-  data = load_data(args.num_samples, args.seed, cache_dir=args.cache_dir)
+  data = _cached_data(args.num_samples)
   print(f"MNIST-1D: {len(data['y_train'])} train, {len(data['y_val'])} validation, "
         f"{len(data['y_test'])} test samples; {args.model}, {args.epochs} epochs, "
-        f"{jax.device_count()} {jax.default_backend()} device(s)")
-  rows = sweep(args.optimizers, args.batch_sizes, args.epochs, data=data,
-               lr_grid=args.lr_grid,
+        f"{args.seeds} seed(s), {jax.device_count()} {jax.default_backend()} device(s)")
+  rows = sweep(args.optimizers, args.batch_sizes, args.epochs, seeds=range(args.seeds),
+               num_samples=args.num_samples, model=args.model, width=args.width,
+               warmup_fraction=args.warmup_fraction,
                scaling=None if args.lr_scaling == "auto" else args.lr_scaling,
-               model=args.model, width=args.width, seed=args.seed,
-               warmup_fraction=args.warmup_fraction)
-  print(f"\nTest accuracy (%), {args.model}, {args.epochs} epochs; learning rate chosen on "
-        "validation (* = at the edge of the grid):\n")
+               extra_epochs=args.extra_epochs, jobs=args.jobs)
+  print(f"\nTest accuracy (%), {args.model}, mean ± std over {args.seeds} seed(s); learning "
+        "rate chosen on validation (* = still at the edge of the widened grid):\n")
   print(markdown_table(rows))
   print("\nChosen peak learning rates:\n")
   print(lr_table(rows))
+  within = {name: largest_batch_within(rows, name, epochs=args.epochs)
+            for name in args.optimizers}
+  print("\nLargest batch within 1 point of the smallest batch's accuracy: "
+        + ", ".join(f"{k} {v}" for k, v in within.items()))
+  verdicts = comparisons(rows)
+  for c in verdicts:
+    print(f"  {c['a']} vs {c['b']}: {c['verdict']}")
+  seconds = time.perf_counter() - start
   if args.plot:
     fig = plot_results(rows, f"MNIST-1D {args.model}, {args.epochs} epochs, best lr per cell")
     fig.savefig(args.plot)
     print(f"\nSaved the plot to {args.plot}")
-  print(f"Total time {time.perf_counter() - start:.0f} s")
+  if args.out != "":
+    out = args.out or os.path.join("results", f"mnist1d_{args.model}_{args.configuration}.json")
+    config = {k: v for k, v in vars(args).items() if k not in ("out", "plot")}
+    config.update(num_train=len(data["y_train"]), momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+                  start_lr=BASE_LR, reference_batch=REFERENCE_BATCH)
+    slim = [{k: v for k, v in r.items() if k not in ("runs",)} for r in rows]
+    protocol.write_results(out, "mnist1d", args.configuration, config,
+                           {"rows": slim, "largest_batch_within_1_point": within,
+                            "comparisons": verdicts},
+                           argv=[sys.argv[0], *(argv if argv is not None else sys.argv[1:])],
+                           seconds=seconds)
+    print(f"wrote {out}")
+  print(f"Total time {seconds:.0f} s")
   return rows
 
 

@@ -331,8 +331,9 @@ def write_results(path: str, experiment: str, configuration: str, config: dict,
   """Writes ``{experiment, configuration, config, command, wall_seconds, environment,
   **payload}`` to ``path`` (folders created) and returns it. ``configuration`` is
   ``"full"``, ``"reduced"`` or ``"quick"``, printed with every table made from it."""
-  if configuration not in ("full", "reduced", "quick", "scale"):
-    raise ValueError(f"configuration must be full/reduced/quick/scale, got {configuration!r}")
+  if configuration not in ("full", "reduced", "quick", "scale", "main"):
+    raise ValueError(
+        f"configuration must be full/reduced/quick/scale/main, got {configuration!r}")
   record = {"experiment": experiment, "configuration": configuration, "config": config,
             "command": command_line(argv), "wall_seconds": seconds,
             "environment": environment(), **payload}

@@ -42,7 +42,8 @@ def test_help_lists_the_flags(capsys):
     example.main(["--help"])
   assert exit_info.value.code == 0
   out = capsys.readouterr().out
-  for flag in ("--quick", "--batch-sizes", "--epochs", "--lr-grid", "--model", "--plot"):
+  for flag in ("--quick", "--batch-sizes", "--epochs", "--seeds", "--extra-epochs", "--model",
+               "--plot", "--jobs"):
     assert flag in out
 
 
@@ -81,7 +82,7 @@ def test_optimizers_match_optax_without_decay():
   params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
   grads = {"w": jnp.full((2, 3), 0.5), "b": jnp.arange(3.0)}
   ours = example.make_optimizer("novograd", 0.1, weight_decay=0.0)
-  ref = optax.novograd(0.1, b1=0.95, b2=0.5, weight_decay=0.0)
+  ref = optax.novograd(0.1, b1=0.95, b2=0.98, weight_decay=0.0)
   ours_state, ref_state = ours.init(params), ref.init(params)
   for _ in range(3):
     ours_updates, ours_state = ours.update(grads, ours_state, params)
@@ -97,7 +98,8 @@ def test_optimizers_match_optax_without_decay():
 def test_quick_run_learns_offline(no_network, tmp_path, monkeypatch, capsys):
   monkeypatch.chdir(tmp_path)
   plot = tmp_path / "sweep.png"
-  rows = example.main(["--quick", "--plot", str(plot)])
+  out_json = tmp_path / "r.json"
+  rows = example.main(["--quick", "--plot", str(plot), "--out", str(out_json)])
   out = capsys.readouterr().out
 
   assert {(r["optimizer"], r["batch_size"]) for r in rows} == {
@@ -113,7 +115,16 @@ def test_quick_run_learns_offline(no_network, tmp_path, monkeypatch, capsys):
   for name in example.OPTIMIZERS:
     assert f"| {name} |" in out
   assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-  assert sorted(os.listdir(tmp_path)) == ["sweep.png"]  # no downloaded or cached data
+  # no downloaded or cached data
+  assert sorted(os.listdir(tmp_path)) == ["r.json", "sweep.png"]
+  import json
+
+  record = json.loads(out_json.read_text())
+  assert record["configuration"] == "quick" and record["command"].endswith(f"{out_json}")
+  assert {r["name"] for r in record["rows"]} == {
+      f"{o}@B{b}" for o in example.OPTIMIZERS for b in (32, 512)}
+  # updates per run: 3 epochs of 2880 training samples
+  assert {r["updates"] for r in record["rows"]} == {3 * (2880 // 32), 3 * (2880 // 512)}
 
 
 def test_cnn_learns_with_a_single_learning_rate():
