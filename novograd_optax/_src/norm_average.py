@@ -69,7 +69,8 @@ def normalize_by_norm_average(
   and :math:`c_t = \sqrt{1-\beta_2^t}` (``bias_correction``) or 1. The form of
   the fused CUDA NovoGrad (apex ``FusedNovoGrad``, ``csrc/multi_tensor_novograd.cu``);
   Ginsburg et al., *Stochastic Gradient Methods with Layer-wise Adaptive
-  Moments for Training of Deep Networks*, 2019, use the L2 form.
+  Moments for Training of Deep Networks*, 2019, use the L2 form. Math:
+  :ref:`algorithms-norm-average`.
 
   Args:
     b2: decay of the norm average, in [0, 1).
