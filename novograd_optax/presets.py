@@ -22,8 +22,10 @@ and optax's, so it can be taken apart or extended like any other.
 Arguments are checked as the peer checks them (and for values no peer could
 use, such as a negative weight decay), with a ``ValueError`` naming the
 argument. The learning rate may also be an optax schedule (the peers' schedulers
-change it between steps). ``update`` needs ``params`` where a preset uses them
-(weight decay, update clipping). The table of the docs' migration page is
+change it between steps), and every numeric argument can be injected with
+``optax.inject_hyperparams`` (apex's int ``norm_type`` excepted: make it static).
+``update`` needs ``params`` where a preset uses them (weight decay, update
+clipping). The table of the docs' migration page is
 rendered from :data:`PEERS`.
 """
 
@@ -304,7 +306,8 @@ def apex(
   corrects :math:`r_t` even after the first-gradient init (its default), so
   early steps are shorter by :math:`\sqrt{1-\beta_2^t}`, as there. Like the peer
   it refuses ``amsgrad=True`` and norm types other than 2 and 0; it also takes
-  fp16/bf16 params (the norms are float32, as in the kernel).
+  fp16/bf16 params (the norms are float32, as in the kernel). Under
+  ``optax.inject_hyperparams`` pass ``static_args=("norm_type",)``.
   """
   validation.check_bool("amsgrad", amsgrad)
   if amsgrad:
@@ -315,7 +318,11 @@ def apex(
                      ("reg_inside_moment", reg_inside_moment),
                      ("grad_averaging", grad_averaging), ("init_zero", init_zero)):
     validation.check_bool(name, flag)
-  if not (isinstance(norm_type, numbers.Integral) and norm_type in (0, 2)):
+  if not isinstance(norm_type, numbers.Integral):
+    raise TypeError(
+        f"norm_type must be the int 2 (L2 norm) or 0 (L-infinity norm); got {norm_type!r}."
+        " Under optax.inject_hyperparams pass static_args=('norm_type',).")
+  if norm_type not in (0, 2):
     raise ValueError(
         "norm_type: apex's FusedNovoGrad supports 2 (L2 norm) and 0 (L-infinity norm)"
         f" only; got {norm_type!r}.")
@@ -376,7 +383,10 @@ def tf_addons(
   validation.check_bool("grad_averaging", grad_averaging)
   validation.check_bool("amsgrad", amsgrad)
   # `self.epsilon = epsilon or tf.keras.backend.epsilon()` in the peer.
-  epsilon = epsilon or 1e-7
+  if epsilon is None or isinstance(epsilon, numbers.Real):
+    epsilon = epsilon or 1e-7
+  else:  # an array, e.g. injected by optax.inject_hyperparams
+    epsilon = jnp.where(epsilon == 0, 1e-7, epsilon)
   validation.check_non_negative("epsilon", epsilon)
   averaging = _optax.identity()
   if grad_averaging:

@@ -151,6 +151,26 @@ def test_peer_checks_raise_value_errors_naming_the_argument(call, argument):
     call()
 
 
+def test_apex_norm_type_must_be_a_static_int():
+  with pytest.raises(TypeError, match="static_args=\\('norm_type',\\)"):
+    optax.inject_hyperparams(presets.apex)(lr=0.01).init(tr.as_tree(PARAMS))
+
+
+@pytest.mark.parametrize("peer", list(CASES) + ["optax"])
+def test_presets_under_inject_hyperparams_and_jit_still_equal_the_peer(peer):
+  """Injected (traced) hyperparameters must take the peer's path too."""
+  case = dict(CASES[peer][-1]) if peer != "optax" else dict(OPTAX_CASES[-1])
+  static = ("norm_type",) if peer == "apex" else ()
+  injected = optax.inject_hyperparams(getattr(presets, peer), static_args=static)(**case)
+  grads = GRADS[:10]
+  ours = tr.run_optax([injected], PARAMS, grads)[0]
+  if peer == "optax":
+    reference = tr.run_optax([optax.novograd(**case)], PARAMS, grads)[0]
+  else:
+    reference = REFERENCES[peer](PARAMS, grads, **case)
+  tr.assert_trajectories_close(ours, reference)
+
+
 def test_presets_take_the_peers_argument_names_and_defaults():
   """The signatures, written out from the peers' constructors."""
   expected = {
