@@ -105,8 +105,10 @@ def novograd(
 
   Under ``optax.inject_hyperparams`` every numeric hyperparameter can be
   injected; pass ``static_args=("layer_axes", "weight_decay_mask",
-  "mu_dtype")`` for those of these options you set, since inject_hyperparams
-  would otherwise take an int axis for a number and a callable for a schedule.
+  "mu_dtype")`` for those of these options you set to an int or a callable,
+  since inject_hyperparams would otherwise take an int axis for a number and a
+  callable for a schedule (forgetting it raises a ``TypeError`` that says so).
+  Strings, bools, ``None``, tuples and pytrees pass through unchanged.
 
   Example:
     >>> import jax.numpy as jnp, optax
@@ -126,6 +128,10 @@ def novograd(
   validation.check_decay_rate("b1", b1)
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
   validation.check_bool("grad_averaging", grad_averaging)
+  validation.check_mask("weight_decay_mask", weight_decay_mask)
+  validation.check_dtype("mu_dtype", mu_dtype)
+  validation.check_not_injected_schedule(
+      "novograd", ("weight_decay_mask", "layer_axes", "mu_dtype"))
   validation.check_bool("decay_inside_moment", decay_inside_moment)
   if trust_coefficient is not None:
     validation.check_scalar(
@@ -208,6 +214,8 @@ def sngm(
   validation.check_non_negative("learning_rate", learning_rate, allow_schedule=True)
   validation.check_decay_rate("momentum", momentum)
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
+  validation.check_mask("weight_decay_mask", weight_decay_mask)
+  validation.check_not_injected_schedule("sngm", ("weight_decay_mask",))
   return with_structure_check(optax.chain(
       optax.identity() if validation.is_static_zero(weight_decay)
       else optax.add_decayed_weights(weight_decay, weight_decay_mask),
@@ -228,7 +236,7 @@ def adamp(
     wd_ratio: jax.typing.ArrayLike = 0.1,
     nesterov: bool = False,
     nesterov_debias: Literal["reference", "nadam"] = "reference",
-    channel_axis: int = -1,
+    channel_axis: Optional[int] = None,
     weight_decay_mask: optax.MaskOrFn = None,
     mu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -269,15 +277,17 @@ def adamp(
     nesterov: Nesterov momentum (see above).
     nesterov_debias: ``"reference"`` (default, the AdamP reference) or
       ``"nadam"`` (optax's NAdam debiasing); only read with ``nesterov=True``.
-    channel_axis: output-channel axis of kernels: ``-1`` for Flax (default),
-      ``0`` for PyTorch layouts. Leaves with ``ndim <= 1`` are never projected.
+    channel_axis: output-channel axis of kernels: ``None`` (default) or ``-1``,
+      the last axis, for Flax; ``0`` for PyTorch layouts. Leaves with
+      ``ndim <= 1`` are never projected.
     weight_decay_mask: pytree of bools (or a callable), ``True`` where decay
       applies; the reference decays every parameter.
     mu_dtype: dtype of the first moment, as in ``optax.adam``.
 
   Under ``optax.inject_hyperparams`` pass ``static_args=("channel_axis",
-  "nesterov")`` for those of these options you set (an int would be injected as
-  a number).
+  "weight_decay_mask", "mu_dtype")`` for those of these options you set to an
+  int or a callable (an int would be injected as a number, a callable called as
+  a schedule; forgetting it raises a ``TypeError`` that says so).
 
   ``update`` needs ``params``. Example:
     >>> import jax.numpy as jnp, optax
@@ -297,6 +307,8 @@ def adamp(
   validation.check_decay_rate("b2", b2)
   validation.check_bool("nesterov", nesterov)
   validation.check_choice("nesterov_debias", nesterov_debias, ("reference", "nadam"))
+  validation.check_dtype("mu_dtype", mu_dtype)
+  validation.check_not_injected_schedule("adamp", ("weight_decay_mask", "mu_dtype"))
   # eps, weight_decay, delta, wd_ratio, channel_axis: checked by the projection.
   if nesterov and nesterov_debias == "reference":
     adam = _scale_by_adam_reference_nesterov(b1, b2, eps, mu_dtype)
@@ -348,7 +360,7 @@ def sgdp(
     wd_ratio: jax.typing.ArrayLike = 0.1,
     nesterov: bool = False,
     project_momentum: bool = True,
-    channel_axis: int = -1,
+    channel_axis: Optional[int] = None,
     weight_decay_mask: optax.MaskOrFn = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGDP: momentum SGD whose steps lose their radial part on scale-invariant
@@ -389,14 +401,16 @@ def sgdp(
     project_momentum: without Nesterov, store the projected step as the
       momentum buffer (the reference; default) or keep the buffer unprojected
       (``False``, the paper's Algorithm 1 as printed).
-    channel_axis: output-channel axis of kernels: ``-1`` for Flax (default),
-      ``0`` for PyTorch layouts. Leaves with ``ndim <= 1`` are never projected.
+    channel_axis: output-channel axis of kernels: ``None`` (default) or ``-1``,
+      the last axis, for Flax; ``0`` for PyTorch layouts. Leaves with
+      ``ndim <= 1`` are never projected.
     weight_decay_mask: pytree of bools (or a callable), ``True`` where decay
       applies.
 
   Under ``optax.inject_hyperparams`` pass ``static_args=("channel_axis",
-  "nesterov")`` for those of these options you set (an int would be injected as
-  a number).
+  "weight_decay_mask")`` for those of these options you set to an int or a
+  callable (an int would be injected as a number, a callable called as a
+  schedule; forgetting it raises a ``TypeError`` that says so).
 
   ``update`` needs ``params``. Example:
     >>> import jax.numpy as jnp, optax
@@ -417,6 +431,7 @@ def sgdp(
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
   validation.check_bool("nesterov", nesterov)
   validation.check_bool("project_momentum", project_momentum)
+  validation.check_not_injected_schedule("sgdp", ("weight_decay_mask",))
   dampening_is_zero = validation.is_static_zero(dampening)
   # Arrays (e.g. under optax.inject_hyperparams) cannot be checked here.
   if nesterov and isinstance(dampening, numbers.Real) and not dampening_is_zero:

@@ -24,6 +24,8 @@ from typing import Any, Union
 import jax
 import jax.numpy as jnp
 
+from novograd_optax._src import validation
+
 LayerAxesSpec = Union[None, int, tuple[int, ...]]
 LayerAxes = Union[LayerAxesSpec, Any, Callable[[Any], Any]]
 
@@ -50,7 +52,12 @@ def is_axes_spec(x: Any) -> bool:
 
 
 def check_layer_axes(layer_axes: LayerAxes) -> None:
-  """Fails at construction for leaves that can never be axes (e.g. a string)."""
+  """Fails at construction for leaves that can never be axes (e.g. a string), and
+  for an array (what ``optax.inject_hyperparams`` makes of an int)."""
+  validation.check_static(
+      "layer_axes", layer_axes,
+      "None, an int, a tuple of ints, a pytree prefix of the params with such leaves,"
+      " or a callable returning one")
   if callable(layer_axes):
     return
   for spec in jax.tree.leaves(layer_axes, is_leaf=is_axes_spec):

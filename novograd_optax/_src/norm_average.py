@@ -108,6 +108,7 @@ def normalize_by_norm_average(
   validation.check_bool("bias_correction", bias_correction)
   validation.check_axis_name("axis_name", axis_name)
   layers_lib.check_layer_axes(layer_axes)
+  validation.check_not_injected_schedule("normalize_by_norm_average", ("layer_axes",))
   if inner is not None and not isinstance(inner, optax.GradientTransformation):
     raise TypeError(f"inner must be None or an optax.GradientTransformation; got {inner!r}.")
   inner_tx = optax.with_extra_args_support(inner if inner is not None else optax.identity())

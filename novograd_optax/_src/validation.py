@@ -10,6 +10,7 @@ rebuilds the optimizer with jax arrays on every step.
 from __future__ import annotations
 
 import numbers
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -84,14 +85,100 @@ def check_non_negative(name: str, value: Any, *, allow_schedule: bool = False) -
   check_scalar(name, value, low=0.0, allow_schedule=allow_schedule)
 
 
+def _inject_hint(names: Iterable[str]) -> str:
+  listed = ", ".join(repr(n) for n in names)
+  return (
+      "optax.inject_hyperparams turns every number into an array and calls every"
+      " callable as a schedule of the step count; pass"
+      f" optax.inject_hyperparams(..., static_args=({listed},)).")
+
+
+def check_static(name: str, value: Any, accepted: str) -> None:
+  """Refuses an array or tracer for an option that must be known when the
+  optimizer is built: an axis, a mask, a dtype, a switch.
+
+  Such an array is what ``optax.inject_hyperparams`` passes for an int it took
+  for a number, or for a callable it took for a schedule (the callable's value at
+  the step count); used as an option it would fail obscurely or, for a mask,
+  silently change the math.
+
+  Raises:
+    TypeError: naming the argument and ``static_args``.
+  """
+  if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+    raise TypeError(
+        f"{name} must be {accepted}, known when the optimizer is built; got an array"
+        f" ({value!r}). If it comes from optax.inject_hyperparams: "
+        + _inject_hint([name]))
+
+
+def check_not_injected_schedule(who: str, names: Iterable[str]) -> None:
+  """Refuses to be built by ``optax.inject_hyperparams`` with one of ``names``
+  (options that take a callable that is not a schedule: a mask or a
+  ``layer_axes`` function, a dtype class) taken for a schedule.
+
+  inject_hyperparams calls such a callable with the step count and passes the
+  result; a mask function then typically returns one bool and a ``layer_axes``
+  function ``None``: plausible values, so the constructor cannot tell from the
+  value and the math would change silently (no weight decay, no stacked
+  layers). Its caller can: the ``init``/``update`` of an injected optimizer,
+  whose ``sched_hps`` are the arguments it took for schedules. Call this from a
+  public constructor only (it inspects the constructor's caller).
+
+  Raises:
+    TypeError: naming the arguments and ``static_args``.
+  """
+  caller = sys._getframe(2)
+  if caller.f_globals.get("__name__") != "optax.schedules._inject":
+    return
+  schedules = caller.f_locals.get("sched_hps")
+  if not isinstance(schedules, dict):
+    return
+  taken = [n for n in names if n in schedules]
+  if taken:
+    raise TypeError(
+        f"{who}: {', '.join(taken)} {'is' if len(taken) == 1 else 'are'} a callable"
+        " that is not a schedule, but optax.inject_hyperparams took it for one. "
+        + _inject_hint(taken))
+
+
+def check_mask(name: str, value: Any) -> None:
+  """A mask option such as ``weight_decay_mask``: ``None``, a pytree (of bools)
+  or a callable of the params returning one, as in ``optax.masked``."""
+  check_static(
+      name, value,
+      "None, a pytree of bools shaped like the params or a callable returning one")
+
+
+def check_dtype(name: str, value: Any) -> None:
+  """A dtype option such as ``mu_dtype``: ``None``, a name, a NumPy dtype or a
+  scalar type such as ``jnp.bfloat16``."""
+  check_static(name, value, "None or a dtype (e.g. 'bfloat16' or jnp.bfloat16)")
+  if value is None or isinstance(value, (str, np.dtype, type)):
+    return
+  raise TypeError(
+      f"{name} must be None or a dtype (e.g. 'bfloat16' or jnp.bfloat16); got {value!r}.")
+
+
+def check_int(name: str, value: Any, accepted: str = "an int") -> None:
+  """An axis such as ``channel_axis``."""
+  check_static(name, value, accepted)
+  if isinstance(value, bool) or not isinstance(value, int):
+    raise TypeError(f"{name} must be {accepted}; got {value!r}.")
+
+
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
   """A string option such as ``norm`` or ``init``."""
   choices = tuple(choices)
+  check_static(name, value, f"one of {choices}")
   if not isinstance(value, str) or value not in choices:
     raise ValueError(f"{name} must be one of {choices}; got {value!r}.")
 
 
 def check_bool(name: str, value: Any) -> None:
+  """A switch such as ``amsgrad``: Python (or NumPy) ``True`` or ``False``."""
+  if isinstance(value, jax.Array):
+    check_static(name, value, "True or False")
   if not isinstance(value, (bool, np.bool_)):
     raise TypeError(f"{name} must be True or False; got {value!r}.")
 
