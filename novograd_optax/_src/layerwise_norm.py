@@ -135,10 +135,10 @@ def scale_by_layerwise_norm(
   validation.check_bool("amsgrad", amsgrad)
   validation.check_axis_name("axis_name", axis_name)
   layers_lib.check_layer_axes(layer_axes)
+  validation.check_not_injected_schedule("scale_by_layerwise_norm", ("layer_axes",))
 
   def zero_moments(tree):
     layers = layers_lib.resolve_layer_axes(layer_axes, tree)
-  validation.check_not_injected_schedule("scale_by_layerwise_norm", ("layer_axes",))
     return jax.tree.map(
         lambda p, lay: jnp.zeros(lay.moment_shape(p.shape), layers_lib.moment_dtype(p.dtype)),
         tree, layers)
