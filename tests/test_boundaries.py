@@ -223,18 +223,92 @@ def test_projection_skips_zero_size_kernels(empty_shape):
                              expected_p + WD * factor * np.float64(w), rtol=2e-5, atol=2e-6)
 
 
+def test_projection_with_delta_zero_never_fires():
+  """delta = 0: the test max(cos) < 0 fails even for an exactly orthogonal gradient
+  (integer entries, <w, g> = 0 exactly), so nothing is projected."""
+  w = np.float32([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+  g = np.float32([[2.0, -1.0], [4.0, -3.0], [6.0, -5.0]])  # each row orthogonal to w's
+  tx = project_scale_invariant(optax.identity(), delta=0.0, wd_ratio=WD_RATIO,
+                               weight_decay=WD, channel_axis=0)
+  params = {"kernel": jnp.asarray(w)}
+  out, _ = tx.update({"kernel": jnp.asarray(g)}, tx.init(params), params)
+  np.testing.assert_allclose(np.asarray(out["kernel"]), g + WD * w, rtol=1e-6)
+
+
+def test_projection_of_small_weights_uses_eps_in_the_unit_vector():
+  """||w|| = 1e-7 next to eps = 1e-8: w_hat = w / (||w|| + eps) has norm 1/1.1, so
+  the projection keeps a visible share (1 - 1/1.21) of the step's radial part."""
+  rng = np.random.default_rng(14)
+  w = rng.normal(size=(3, 8))
+  w = 1e-7 * w / np.linalg.norm(w, axis=1, keepdims=True)
+  g = rng.normal(size=(3, 8))
+  g -= w * np.sum(g * w, axis=1, keepdims=True) / np.sum(w * w, axis=1, keepdims=True)
+  w, g = np.float32(w), np.float32(g)
+  # Adam's first step g / (|g| + eps) has a radial part although g has none.
+  tx = project_scale_invariant(optax.scale_by_adam(eps=EPS), delta=DELTA, eps=EPS,
+                               channel_axis=0)
+  params = {"kernel": jnp.asarray(w)}
+  out, _ = tx.update({"kernel": jnp.asarray(g)}, tx.init(params), params)
+  p = np.float64(g) / (np.abs(np.float64(g)) + EPS)
+  expected, _, view = numpy_projection(w, g, p, DELTA, EPS)
+  assert view == "channel"
+  np.testing.assert_allclose(np.asarray(out["kernel"]), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", list(TORCH_SHAPES))
+def test_channel_axis_counts_from_both_ends(kernel):
+  """channel_axis=-ndim is axis 0 and ndim - 1 is -1: the same projection."""
+  w, g, view = boundary_problem(TORCH_SHAPES[kernel], "channel_below")
+  assert view == "channel"
+  params, grads = {"kernel": jnp.asarray(w)}, {"kernel": jnp.asarray(g)}
+  expected_p, factor, _ = numpy_projection(w, g, np.float64(g), DELTA, EPS)
+  for axis in (0, -w.ndim):
+    tx = project_scale_invariant(optax.identity(), delta=DELTA, wd_ratio=WD_RATIO,
+                                 weight_decay=WD, eps=EPS, channel_axis=axis)
+    out, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(np.asarray(out["kernel"]),
+                               expected_p + WD * factor * np.float64(w), rtol=2e-5,
+                               atol=2e-6, err_msg=str(axis))
+  flax = {"kernel": jnp.asarray(to_flax(w))}
+  tx = project_scale_invariant(optax.identity(), delta=DELTA, wd_ratio=WD_RATIO,
+                               weight_decay=WD, eps=EPS, channel_axis=w.ndim - 1)
+  out, _ = tx.update({"kernel": jnp.asarray(to_flax(g))}, tx.init(flax), flax)
+  np.testing.assert_allclose(from_flax(np.asarray(out["kernel"])),
+                             expected_p + WD * factor * np.float64(w), rtol=2e-5, atol=2e-6)
+  for bad in (w.ndim, -w.ndim - 1):
+    tx = project_scale_invariant(optax.identity(), channel_axis=bad)
+    with pytest.raises(ValueError, match="channel_axis"):
+      tx.update(grads, tx.init(params), params)
+
+
+def test_vectors_are_never_projected():
+  """ndim <= 1 (biases, norm scales): not projected even with a gradient orthogonal
+  to the vector, and fully decayed."""
+  w = np.float32([1.0, 2.0, 3.0, 4.0])
+  g = np.float32([2.0, -1.0, 4.0, -3.0])  # <w, g> = 0
+  tx = project_scale_invariant(optax.identity(), delta=DELTA, wd_ratio=WD_RATIO,
+                               weight_decay=WD)
+  params = {"bias": jnp.asarray(w), "scalar": jnp.float32(2.0)}
+  grads = {"bias": jnp.asarray(g), "scalar": jnp.float32(0.0)}
+  out, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(np.asarray(out["bias"]), g + WD * w, rtol=1e-6)
+  np.testing.assert_allclose(float(out["scalar"]), WD * 2.0, rtol=1e-6)
+
+
 # --- Layer-wise trust ratios (LARC, LUC) ---------------------------------------------
 
 
-def numpy_trust_ratio(x, w, trust, lr, wd, eps, mode):
+def numpy_trust_ratio(x, w, trust, lr, wd, eps, mode, min_ratio=0.0, skip_zero_norms=True):
   """You et al. (2017) / NVIDIA's LARC for one layer: local = trust ||w|| /
-  (||x|| + wd ||w|| + eps); the layer is left unscaled when ||w|| or ||x|| is 0."""
+  (||x|| + wd ||w|| + eps); factor min(max(local / lr, r), 1) (clip) or max(local, r)
+  (scale); the layer is left unscaled when ||w|| or ||x|| is 0 (unless
+  skip_zero_norms=False: NeMo's LUC and OpenSeq2Seq's LARC apply the formula)."""
   x, w = np.float64(x), np.float64(w)
   w_norm, x_norm = np.linalg.norm(w), np.linalg.norm(x)
   factor = 1.0
-  if w_norm > 0 and x_norm > 0:
+  if (w_norm > 0 and x_norm > 0) or not skip_zero_norms:
     local = trust * w_norm / (x_norm + wd * w_norm + eps)
-    factor = min(local / lr, 1.0) if mode == "clip" else local
+    factor = min(max(local / lr, min_ratio), 1.0) if mode == "clip" else max(local, min_ratio)
   return (x + wd * w) * factor
 
 
@@ -254,16 +328,19 @@ def trust_ratio_problem():
   return params, grads
 
 
+TRUST_LAYER_AXES = {"zero_grad": None, "zero_w": None, "both_zero": None, "plain": None,
+                    "empty": None, "stack": 0}
+
+
 @pytest.mark.parametrize("mode", ["clip", "scale"])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-@pytest.mark.parametrize("eps", [1e-8, 0.0])
+# 0.5: an eps as large as the norms, so where it enters the ratio shows.
+@pytest.mark.parametrize("eps", [1e-8, 0.0, 0.5])
 def test_trust_ratio_with_zero_norm_layers(mode, weight_decay, eps):
   trust, lr = 0.02, 0.5
   params, grads = trust_ratio_problem()
   tx = clip_by_layerwise_trust_ratio(trust, learning_rate=lr, weight_decay=weight_decay,
-                                     eps=eps, mode=mode, layer_axes={
-                                         "zero_grad": None, "zero_w": None, "both_zero": None,
-                                         "plain": None, "empty": None, "stack": 0})
+                                     eps=eps, mode=mode, layer_axes=TRUST_LAYER_AXES)
   out, _ = jax.jit(tx.update)(grads, tx.init(params), params)
   for k in params:
     if k == "stack":
@@ -277,6 +354,43 @@ def test_trust_ratio_with_zero_norm_layers(mode, weight_decay, eps):
   plain = numpy_trust_ratio(grads["plain"], params["plain"], trust, lr, weight_decay, eps,
                             mode)
   assert not np.allclose(plain, np.float64(grads["plain"]) + weight_decay * params["plain"])
+
+
+@pytest.mark.parametrize("mode", ["clip", "scale"])
+@pytest.mark.parametrize("min_ratio", [0.0, 0.3])
+def test_trust_ratio_formula_on_zero_layers_and_its_floor(mode, min_ratio):
+  """skip_zero_norms=False: zero layers get max(0, r) (NeMo's LUC, OpenSeq2Seq's LARC);
+  min_ratio floors the factor of every layer (a floor of 0.3 is above the plain layer's
+  ratio, so it decides that layer's factor)."""
+  trust, lr, wd, eps = 0.02, 0.5, 0.1, 1e-6
+  params, grads = trust_ratio_problem()
+  tx = clip_by_layerwise_trust_ratio(trust, learning_rate=lr, weight_decay=wd, eps=eps,
+                                     mode=mode, min_ratio=min_ratio, skip_zero_norms=False,
+                                     layer_axes=TRUST_LAYER_AXES)
+  out, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  for k in params:
+    rows = [(grads[k][i], params[k][i]) for i in range(3)] if k == "stack" else None
+    expected = (np.stack([numpy_trust_ratio(x, w, trust, lr, wd, eps, mode, min_ratio, False)
+                          for x, w in rows]) if rows else
+                numpy_trust_ratio(grads[k], params[k], trust, lr, wd, eps, mode, min_ratio,
+                                  False))
+    np.testing.assert_allclose(np.asarray(out[k]), expected, rtol=1e-5, atol=1e-7,
+                               err_msg=k)
+
+
+def test_trust_ratio_min_ratio_with_skipped_zero_layers():
+  """With the default skip_zero_norms=True, min_ratio floors the other layers only."""
+  trust, lr, wd, eps, floor = 0.02, 0.5, 0.1, 1e-8, 0.3
+  params, grads = trust_ratio_problem()
+  for mode in ("clip", "scale"):
+    tx = clip_by_layerwise_trust_ratio(trust, learning_rate=lr, weight_decay=wd, eps=eps,
+                                       mode=mode, min_ratio=floor)
+    out, _ = tx.update(grads, tx.init(params), params)
+    for k in ("zero_grad", "zero_w", "plain"):
+      np.testing.assert_allclose(
+          np.asarray(out[k]),
+          numpy_trust_ratio(grads[k], params[k], trust, lr, wd, eps, mode, floor),
+          rtol=1e-5, atol=1e-7, err_msg=f"{mode} {k}")
 
 
 def test_trust_ratio_at_the_clip_boundary():
@@ -339,6 +453,15 @@ def test_sngm_zero_gradient_with_weight_decay_moves_along_the_decay():
   for k in params:
     np.testing.assert_allclose(np.asarray(updates[k]), -lr * decayed[k] / (norm + eps),
                                rtol=1e-6)
+
+
+def test_global_norm_with_a_large_eps():
+  """eps enters outside the root: u = g / (||g|| + eps)."""
+  tree = {"a": np.float32([3.0, 0.0]), "b": np.float32([[4.0]])}
+  tx = normalize_by_global_norm(eps=5.0)
+  out, _ = tx.update(tree, tx.init(None))
+  np.testing.assert_allclose(np.asarray(out["a"]), [0.3, 0.0], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(out["b"]), [[0.4]], rtol=1e-6)
 
 
 def test_global_norm_with_eps_zero_and_empty_leaves():
