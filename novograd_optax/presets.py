@@ -305,8 +305,10 @@ def apex(
   Without ``bias_correction`` both :math:`1-\beta^t` factors are 1. The peer
   corrects :math:`r_t` even after the first-gradient init (its default), so
   early steps are shorter by :math:`\sqrt{1-\beta_2^t}`, as there. Like the peer
-  it refuses ``amsgrad=True`` and norm types other than 2 and 0; it also takes
-  fp16/bf16 params (the norms are float32, as in the kernel). Under
+  it refuses ``amsgrad=True`` and norm types other than 2 and 0. fp16/bf16
+  params work, with float32 norms as in the kernel; the kernel also does the
+  rest of each step in float32 where optax rounds each stage to the params'
+  dtype, so half-precision runs agree to that dtype's round-off only. Under
   ``optax.inject_hyperparams`` pass ``static_args=("norm_type",)``.
   """
   validation.check_bool("amsgrad", amsgrad)
