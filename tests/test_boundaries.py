@@ -89,7 +89,7 @@ def numpy_projection(w, g, p, delta, eps):
   return np.float64(p), 1.0, "none"
 
 
-def boundary_problem(shape, scenario):
+def boundary_problem(shape, scenario, delta=DELTA):
   """(w, g, expected view) in the PyTorch layout with the cosines placed just below
   or just above the per-channel threshold delta/sqrt(n) or the whole-layer one
   delta/sqrt(size)."""
@@ -98,7 +98,7 @@ def boundary_problem(shape, scenario):
   # Unit rows: the whole-layer cosine is then the mean of the signed row cosines.
   w = rng.normal(size=(channels, n))
   w /= np.linalg.norm(w, axis=1, keepdims=True)
-  per_channel, whole = DELTA / np.sqrt(n), DELTA / np.sqrt(channels * n)
+  per_channel, whole = delta / np.sqrt(n), delta / np.sqrt(channels * n)
   if scenario == "channel_below":
     cosines, view = np.full(channels, per_channel * (1 - MARGIN)), "channel"
   elif scenario == "channel_above":
@@ -172,6 +172,28 @@ def test_adamp_and_sgdp_pass_the_threshold_through(scenario):
     np.testing.assert_allclose(from_flax(np.asarray(out["kernel"])),
                                -lr * (expected_p + decay * factor * np.float64(w)),
                                rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("scenario", ["channel_below", "channel_above"])
+def test_defaults_are_the_reference_values(scenario):
+  """delta = 0.1, wd_ratio = 0.1, eps = 1e-8 and the Flax layout (channel_axis=-1)
+  when not given: in project_scale_invariant, adamp and sgdp alike."""
+  w, g, view = boundary_problem(TORCH_SHAPES["dense"], scenario, delta=0.1)
+  params, grads = {"kernel": jnp.asarray(to_flax(w))}, {"kernel": jnp.asarray(to_flax(g))}
+  lr, momentum = 0.5, 0.9
+  for name, opt, p, scale, decay in (
+      ("project_scale_invariant", project_scale_invariant(optax.identity(), weight_decay=WD),
+       np.float64(g), 1.0, WD),
+      ("adamp", adamp(lr, weight_decay=WD), np.float64(g) / (np.abs(np.float64(g)) + 1e-8),
+       -lr, WD),
+      ("sgdp", sgdp(lr, weight_decay=WD), np.float64(g), -lr, WD / (1 - momentum))):
+    expected_p, factor, numpy_view = numpy_projection(w, g, p, 0.1, 1e-8)
+    assert numpy_view == view
+    out, _ = opt.update(grads, opt.init(params), params)
+    np.testing.assert_allclose(
+        from_flax(np.asarray(out["kernel"])),
+        scale * (expected_p + decay * (0.1 if factor != 1.0 else 1.0) * np.float64(w)),
+        rtol=2e-5, atol=2e-6, err_msg=name)
 
 
 @pytest.mark.parametrize("eps", [EPS, 0.0])
