@@ -15,7 +15,20 @@ Four optimizers with the same learning rate, weight decay and initialization, 50
 Scenarios (Figures 6-9): the baseline (lr 0.2, wd 0.1), lr 1.0, wd 0.5 and a bad
 initialization. The paper does not give its initial points; ours are in ``SCENARIOS``.
 Then a robustness grid (learning rate x weight decay x initializations) counts, per
-optimizer, the runs that end in a flat minimum: the paper's claim as one number.
+optimizer, the runs that end in a flat minimum, reported per *region* of the grid
+(moderate / high learning rate x low / high weight decay), because a single share
+depends on where the grid stops.
+
+**What counts as a failure**: a run that diverges (non-finite or ``|w| > 100``), ends off
+every minimum, or ends in a sharp minimum. SGD and Adam here add an L2 term
+``wd / 2 * ||w||^2`` to the loss, whose minimum is *shifted* off the hyperbola (for
+``w1 = w2 = a``: ``a^2 = 1 - wd / 2``; at ``wd = 1`` the loss is 0.25). A run that reaches
+that regularized minimum has done what it was asked: it counts as ``flat, L2-shifted``
+(a success) when its regularized gradient is below ``L2_STATIONARY`` and its weights
+are balanced, never as a divergence.
+
+No learning rate is tuned here: the claim is robustness over the grid itself, so every
+optimizer sees the same grid (the tuning protocol's ``write_results`` records it).
 
 Run ``python examples/deep_linear_network.py --help``.
 """
@@ -26,7 +39,8 @@ import argparse
 import dataclasses
 import os
 import sys
-from typing import Sequence
+import time
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +60,10 @@ STEPS = 500
 CONVERGED_LOSS = 0.1
 FLAT_RATIO = 2.0
 DIVERGED_NORM = 100.0
+L2_STATIONARY = 0.05  # gradient norm of the L2-regularized loss at its minimum
+L2_OPTIMIZERS = ("sgd", "adam")  # L2 decay coupled into the gradient
+# Grid regions: learning rate up to / above LR_SPLIT, weight decay up to / above WD_SPLIT.
+LR_SPLIT, WD_SPLIT = 0.2, 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,12 +132,20 @@ batched_trajectories = jax.jit(
     jax.vmap(trajectory, in_axes=(None, 0, 0, 0, None)), static_argnums=(0, 4))
 
 
-def classify(w1: float, w2: float) -> str:
+def classify(w1: float, w2: float, l2: float = 0.0) -> str:
   """Where a run ended: ``flat (1,1)``, ``flat (-1,-1)``, ``sharp, w1~0`` (near the
-  w2 axis), ``sharp, w2~0``, ``loss > 0.1`` (off the hyperbola) or ``diverged``."""
+  w2 axis), ``sharp, w2~0``, ``loss > 0.1`` (off the hyperbola) or ``diverged``; with
+  ``l2 > 0`` (the L2 coefficient of an optimizer that minimizes ``L + l2/2 ||w||^2``)
+  also ``flat, L2-shifted`` at that objective's balanced minimum."""
   if not (np.isfinite(w1) and np.isfinite(w2)) or max(abs(w1), abs(w2)) > DIVERGED_NORM:
     return "diverged"
   if (w1 * w2 - 1.0) ** 2 > CONVERGED_LOSS:
+    if l2 > 0:
+      g1 = 2 * (w1 * w2 - 1) * w2 + l2 * w1
+      g2 = 2 * (w1 * w2 - 1) * w1 + l2 * w2
+      balanced = max(abs(w1), abs(w2)) <= FLAT_RATIO * min(abs(w1), abs(w2))
+      if np.hypot(g1, g2) < L2_STATIONARY and balanced and w1 * w2 > 0:
+        return "flat, L2-shifted"
     return "loss > 0.1"
   if max(abs(w1), abs(w2)) <= FLAT_RATIO * min(abs(w1), abs(w2)):
     return "flat (1,1)" if w1 > 0 else "flat (-1,-1)"
@@ -161,10 +187,51 @@ def robustness_grid(learning_rates: Sequence[float], weight_decays: Sequence[flo
   return finals
 
 
-def flat_counts(finals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """Per optimizer, the number of runs ending in a flat minimum, per (lr, wd)."""
-  return {name: np.vectorize(lambda a, b: classify(a, b).startswith("flat"))(
-      f[..., 0], f[..., 1]).sum(axis=-1) for name, f in finals.items()}
+def outcome_grid(name: str, finals: np.ndarray, weight_decays: Sequence[float]) -> np.ndarray:
+  """``classify`` of every final point ``(n_lr, n_wd, n_init, 2)``, with the L2
+  coefficient of the optimizer (its weight decay for SGD and Adam, else 0)."""
+  out = np.empty(finals.shape[:-1], dtype=object)
+  for idx in np.ndindex(*finals.shape[:-1]):
+    l2 = weight_decays[idx[1]] if name in L2_OPTIMIZERS else 0.0
+    out[idx] = classify(float(finals[idx][0]), float(finals[idx][1]), l2)
+  return out
+
+
+def flat_counts(finals: dict[str, np.ndarray],
+                weight_decays: Optional[Sequence[float]] = None) -> dict[str, np.ndarray]:
+  """Per optimizer, the number of runs ending in a flat minimum (the L2-shifted one
+  included when ``weight_decays`` is given), per (lr, wd)."""
+  out = {}
+  for name, f in finals.items():
+    wds = weight_decays if weight_decays is not None else [0.0] * f.shape[1]
+    kinds = outcome_grid(name, f, wds) if weight_decays is not None else outcome_grid(
+        "none", f, wds)
+    out[name] = np.vectorize(lambda k: k.startswith("flat"))(kinds).sum(axis=-1)
+  return out
+
+
+def region_shares(kinds: np.ndarray, learning_rates: Sequence[float],
+                  weight_decays: Sequence[float]) -> list[dict]:
+  """Share of successes (flat, incl. L2-shifted) and of each failure kind per region
+  of the grid: lr <= / > LR_SPLIT x wd <= / > WD_SPLIT."""
+  lr = np.asarray(learning_rates)
+  wd = np.asarray(weight_decays)
+  rows = []
+  for lr_name, lr_sel in ((f"lr <= {LR_SPLIT:g}", lr <= LR_SPLIT),
+                          (f"lr > {LR_SPLIT:g}", lr > LR_SPLIT)):
+    for wd_name, wd_sel in ((f"wd <= {WD_SPLIT:g}", wd <= WD_SPLIT),
+                            (f"wd > {WD_SPLIT:g}", wd > WD_SPLIT)):
+      cell = kinds[np.ix_(lr_sel, wd_sel)].ravel()
+      if cell.size == 0:
+        continue
+      rows.append({
+          "region": f"{lr_name}, {wd_name}", "runs": int(cell.size),
+          "flat": float(np.mean([k.startswith("flat") for k in cell])),
+          "l2_shifted": float(np.mean([k == "flat, L2-shifted" for k in cell])),
+          "sharp": float(np.mean([k.startswith("sharp") for k in cell])),
+          "off_minimum": float(np.mean([k == "loss > 0.1" for k in cell])),
+          "diverged": float(np.mean([k == "diverged" for k in cell]))})
+  return rows
 
 
 def plot_scenario(scenario: Scenario, trajectories: dict[str, np.ndarray], path=None):
@@ -219,11 +286,14 @@ def parse_args(argv):
   parser.add_argument("--out-dir", default=os.path.join("outputs", "deep_linear_network"),
                       help="where the PNG figures go")
   parser.add_argument("--no-plots", action="store_true", help="skip the figures")
+  parser.add_argument("--results", default=os.path.join("results", "deep_linear_network.json"),
+                      help="results JSON ('' = none)")
   parser.add_argument("--quick", action="store_true",
                       help="a small robustness grid (for tests); the scenarios are unchanged")
   args = parser.parse_args(argv)
   if args.quick:
     args.learning_rates, args.weight_decays, args.num_inits = [0.2, 1.0], [0.1, 0.5], 4
+    args.results = ""
   return args
 
 
@@ -249,26 +319,68 @@ def main(argv=None) -> dict:
                           os.path.join(args.out_dir, f"dln_{scenario.name}.png"))
       plt.close(fig)
 
+  start = time.perf_counter()
   finals = robustness_grid(args.learning_rates, args.weight_decays, args.num_inits,
                            args.seed, args.steps)
-  counts = flat_counts(finals)
+  kinds = {name: outcome_grid(name, finals[name], args.weight_decays) for name in OPTIMIZERS}
+  counts = {name: np.vectorize(lambda k: k.startswith("flat"))(kinds[name]).sum(axis=-1)
+            for name in OPTIMIZERS}
   total = len(args.learning_rates) * len(args.weight_decays) * args.num_inits
   print(f"\nRobustness: runs ending in a flat minimum (out of {total}:"
         f" lr {args.learning_rates} x wd {args.weight_decays} x {args.num_inits} inits"
-        f" from U[-3, 3]^2)")
+        f" from U[-3, 3]^2); the L2-shifted minimum of SGD and Adam counts as flat")
   summary = []
   for name in OPTIMIZERS:
-    kinds = [classify(*map(float, p)) for p in finals[name].reshape(-1, 2)]
+    k = list(kinds[name].ravel())
     summary.append((name, int(counts[name].sum()), f"{counts[name].sum() / total:.0%}",
-                     sum(k.startswith("sharp") for k in kinds),
-                     kinds.count("loss > 0.1"), kinds.count("diverged")))
-  print(format_table(("optimizer", "flat", "share", "sharp", "loss > 0.1", "diverged"),
-                     summary))
+                    k.count("flat, L2-shifted"), sum(x.startswith("sharp") for x in k),
+                    k.count("loss > 0.1"), k.count("diverged")))
+  print(format_table(("optimizer", "flat", "share", "of which L2-shifted", "sharp",
+                      "loss > 0.1", "diverged"), summary))
+  regions = {name: region_shares(kinds[name], args.learning_rates, args.weight_decays)
+             for name in OPTIMIZERS}
+  print("\nShare of flat minima per region of the grid:")
+  region_names = [r["region"] for r in regions[OPTIMIZERS[0]]]
+  print(format_table(["optimizer", *region_names],
+                     [[name, *(f"{r['flat']:.0%}" for r in regions[name])]
+                      for name in OPTIMIZERS]))
   for name in OPTIMIZERS:
     print(f"\n{name}: flat minima per (lr, wd), out of {args.num_inits} inits")
     rows = [[f"lr {lr:g}"] + list(counts[name][i]) for i, lr in enumerate(args.learning_rates)]
     print(format_table(["", *(f"wd {wd:g}" for wd in args.weight_decays)], rows))
-  return {"outcomes": outcomes, "losses": losses, "flat_counts": counts, "total": total}
+  if args.results:
+    protocol = _load_protocol()
+    config = {k: v for k, v in vars(args).items() if k not in ("out_dir", "results")}
+    config.update(b1=B1, b2=B2, converged_loss=CONVERGED_LOSS, flat_ratio=FLAT_RATIO,
+                  diverged_norm=DIVERGED_NORM, l2_stationary=L2_STATIONARY,
+                  l2_optimizers=L2_OPTIMIZERS, lr_split=LR_SPLIT, wd_split=WD_SPLIT)
+    payload = {
+        "scenarios": {s: {"outcomes": outcomes[s],
+                          "losses": {n: list(map(float, v)) for n, v in losses[s].items()}}
+                      for s in outcomes},
+        "totals": {row[0]: dict(zip(("flat", "share", "l2_shifted", "sharp", "off_minimum",
+                                     "diverged"), row[1:], strict=True)) for row in summary},
+        "regions": regions,
+        "flat_counts": {n: c.tolist() for n, c in counts.items()},
+        "runs_per_cell": args.num_inits}
+    protocol.write_results(args.results, "deep_linear_network",
+                           "quick" if args.quick else "full", config, payload,
+                           argv=[sys.argv[0], *(argv if argv is not None else sys.argv[1:])],
+                           seconds=time.perf_counter() - start)
+    print(f"wrote {args.results}")
+  return {"outcomes": outcomes, "losses": losses, "flat_counts": counts, "total": total,
+          "regions": regions}
+
+
+def _load_protocol():
+  import importlib.util
+
+  if "protocol" not in sys.modules:
+    spec = importlib.util.spec_from_file_location(
+        "protocol", os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocol.py"))
+    sys.modules["protocol"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules["protocol"])
+  return sys.modules["protocol"]
 
 
 if __name__ == "__main__":

@@ -73,6 +73,29 @@ def test_classify(point, expected):
   assert dln.classify(*point) == expected
 
 
+def test_l2_shifted_minimum_is_a_success_not_a_failure():
+  # L + wd/2 |w|^2 with w1 = w2 = a: 4a(a^2 - 1) + 2 wd a = 0, so a^2 = 1 - wd/2.
+  a = np.sqrt(1 - 1.0 / 2)
+  assert dln.classify(a, a) == "loss > 0.1"  # loss 0.25: off the hyperbola
+  assert dln.classify(a, a, l2=1.0) == "flat, L2-shifted"
+  assert dln.classify(-a, -a, l2=1.0) == "flat, L2-shifted"
+  assert dln.classify(0.0, 0.0, l2=1.0) == "loss > 0.1"  # the saddle is not a minimum
+  assert dln.classify(1.2 * a, a, l2=1.0) == "loss > 0.1"  # not stationary
+
+
+def test_region_shares_hand_counted():
+  kinds = np.array([[["flat (1,1)", "diverged"], ["flat, L2-shifted", "sharp, w1~0"]],
+                    [["loss > 0.1", "diverged"], ["flat (-1,-1)", "flat (1,1)"]]],
+                   dtype=object)  # (lr 0.1, 1.0) x (wd 0.0, 0.5) x 2 inits
+  rows = {r["region"]: r for r in dln.region_shares(kinds, [0.1, 1.0], [0.0, 0.5])}
+  assert rows["lr <= 0.2, wd <= 0.1"]["flat"] == 0.5
+  assert rows["lr <= 0.2, wd <= 0.1"]["diverged"] == 0.5
+  assert rows["lr <= 0.2, wd > 0.1"]["l2_shifted"] == 0.5
+  assert rows["lr <= 0.2, wd > 0.1"]["sharp"] == 0.5
+  assert rows["lr > 0.2, wd <= 0.1"]["off_minimum"] == 0.5
+  assert rows["lr > 0.2, wd > 0.1"]["flat"] == 1.0
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
   out_dir = tmp_path_factory.mktemp("dln")
