@@ -196,6 +196,36 @@ def test_defaults_are_the_reference_values(scenario):
         rtol=2e-5, atol=2e-6, err_msg=name)
 
 
+def test_weight_decay_mask_skips_the_decay_of_masked_leaves():
+  """weight_decay_mask=False on a leaf: its step is the (projected) step alone, in
+  the projection wrapper, adamp and sgdp; the other leaf is decayed by wd * factor."""
+  w, g, view = boundary_problem(TORCH_SHAPES["dense"], "channel_below")
+  assert view == "channel"
+  rng = np.random.default_rng(15)
+  bias_w, bias_g = np.float32(rng.normal(size=4)), np.float32(rng.normal(size=4))
+  params = {"kernel": jnp.asarray(to_flax(w)), "bias": jnp.asarray(bias_w)}
+  grads = {"kernel": jnp.asarray(to_flax(g)), "bias": jnp.asarray(bias_g)}
+  lr, momentum = 0.5, 0.9
+  adam = lambda x: np.float64(x) / (np.abs(np.float64(x)) + EPS)
+  for mask in ({"kernel": False, "bias": True}, {"kernel": True, "bias": False}):
+    for name, opt, step, scale, decay in (
+        ("project_scale_invariant", project_scale_invariant(
+            optax.identity(), delta=DELTA, wd_ratio=WD_RATIO, weight_decay=WD,
+            weight_decay_mask=mask), np.float64, 1.0, WD),
+        ("adamp", adamp(lr, weight_decay=WD, delta=DELTA, wd_ratio=WD_RATIO,
+                        weight_decay_mask=mask), adam, -lr, WD),
+        ("sgdp", sgdp(lr, momentum=momentum, weight_decay=WD, delta=DELTA, wd_ratio=WD_RATIO,
+                      weight_decay_mask=mask), np.float64, -lr, WD / (1 - momentum))):
+      out, _ = opt.update(grads, opt.init(params), params)
+      expected_p, factor, _ = numpy_projection(w, g, step(g), DELTA, EPS)
+      kernel = expected_p + (decay * factor * np.float64(w) if mask["kernel"] else 0.0)
+      bias = step(bias_g) + (decay * np.float64(bias_w) if mask["bias"] else 0.0)
+      np.testing.assert_allclose(from_flax(np.asarray(out["kernel"])), scale * kernel,
+                                 rtol=2e-5, atol=2e-6, err_msg=f"{name} {mask}")
+      np.testing.assert_allclose(np.asarray(out["bias"]), scale * bias, rtol=2e-5, atol=2e-6,
+                                 err_msg=f"{name} {mask}")
+
+
 @pytest.mark.parametrize("eps", [EPS, 0.0])
 def test_projection_of_a_zero_gradient_removes_the_radial_momentum(eps):
   """A zero gradient has cosine 0/(||w|| max(0, eps)) = 0 < delta/sqrt(n): the step (here a
