@@ -14,17 +14,13 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 import novograd_optax
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SUBMODULES = ["monitoring", "sharding", "presets"]
 
 
-@pytest.fixture(name="html", scope="module")
-def fixture_html(tmp_path_factory):
-  out = tmp_path_factory.mktemp("docs")
+def build_html(out: pathlib.Path) -> pathlib.Path:
   env = dict(os.environ, NOVOGRAD_DOCS_EXECUTE="off", JAX_PLATFORMS="cpu")
   result = subprocess.run(
       [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
@@ -32,6 +28,14 @@ def fixture_html(tmp_path_factory):
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-5000:]
   return out / "html"
+
+
+def test_docs_build(tmp_path):
+  # One test for the build and its checks: pytest-xdist could otherwise run a shared
+  # fixture, i.e. the whole build, once per worker.
+  html = build_html(tmp_path)
+  check_every_public_name_is_documented_with_a_source_link(html)
+  check_pages_and_navigation_are_built(html)
 
 
 def public_names() -> list[str]:
@@ -51,7 +55,7 @@ def public_names() -> list[str]:
   return names
 
 
-def test_every_public_name_is_documented_with_a_source_link(html):
+def check_every_public_name_is_documented_with_a_source_link(html):
   ids = set()
   for page in html.rglob("*.html"):
     ids.update(re.findall(r'<dt class="sig sig-object py" id="([^"]+)"', page.read_text()))
@@ -61,7 +65,7 @@ def test_every_public_name_is_documented_with_a_source_link(html):
   assert "_modules/novograd_optax/_src/alias.html#novograd" in page
 
 
-def test_pages_and_navigation_are_built(html):
+def check_pages_and_navigation_are_built(html):
   for page in ["index", "algorithms", "optimizers", "layer_axes", "scaling", "monitoring",
                "checkpointing", "migration", "experiments", "performance", "reliability",
                "api", "changelog", "notebooks/novograd_tour"]:
