@@ -139,6 +139,40 @@ class ScaleByLayerwiseNormTest(chex.TestCase):
     out, _ = self.variant(tx.update)(grads, tx.init(grads))
     np.testing.assert_array_equal(out["w"], 0.0)
 
+  def test_many_leaves_of_mixed_dtypes_and_layouts(self):
+    # More leaves than one batched vector of per-layer norms holds, in two dtypes and
+    # two layouts (stacked layers on axis 0 for the "stack" leaves), over 3 steps of
+    # v = b2 v + (1 - b2) ||g||^2 from v_1 = ||g_1||^2, in float64 NumPy.
+    rng = np.random.default_rng(0)
+    names = [f"leaf{i:03d}" for i in range(150)]
+    shapes = {n: ((3, 4, 2) if i % 7 == 0 else (5,) if i % 2 else (2, 3))
+              for i, n in enumerate(names)}
+    dtypes = {n: (jnp.bfloat16 if i % 3 == 0 else jnp.float32) for i, n in enumerate(names)}
+    layer_axes = {n: (0 if len(shapes[n]) == 3 else None) for n in names}
+    b2, eps = 0.4, 1e-6
+    tx = jax.jit(scale_by_layerwise_norm(b2=b2, eps=eps, layer_axes=layer_axes).update)
+    grads_0 = {n: jnp.zeros(shapes[n], dtypes[n]) for n in names}
+    state = scale_by_layerwise_norm(layer_axes=layer_axes).init(grads_0)
+    nu = {}
+    for step in range(3):
+      grads = {n: jnp.asarray(rng.normal(size=shapes[n]) * (1 + i % 5), dtypes[n])
+               for i, n in enumerate(names)}
+      out, state = tx(grads, state)
+      for n in names:
+        g = np.asarray(grads[n], np.float64)
+        axes = tuple(range(1, g.ndim)) if layer_axes[n] == 0 else None
+        squared = np.sum(g * g, axis=axes)
+        nu[n] = squared if step == 0 else b2 * nu[n] + (1 - b2) * squared
+        denominator = np.sqrt(nu[n]) + eps
+        if layer_axes[n] == 0:
+          denominator = denominator.reshape((-1,) + (1,) * (g.ndim - 1))
+        self.assertEqual(out[n].dtype, dtypes[n])
+        self.assertEqual(state.nu[n].shape, np.shape(nu[n]))
+        np.testing.assert_allclose(state.nu[n], nu[n], rtol=2e-6, err_msg=f"{n} {step}")
+        np.testing.assert_allclose(
+            np.asarray(out[n], np.float64), g / denominator,
+            rtol=1e-2 if dtypes[n] == jnp.bfloat16 else 2e-6, err_msg=f"{n} {step}")
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -7,6 +7,7 @@ section "NovoGrad".
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, NamedTuple, Optional
 
 import jax
@@ -39,32 +40,45 @@ class ScaleByLayerwiseNormState(NamedTuple):
   nu_max: Optional[optax.Updates] = None
 
 
-# Leaves up to this size are normalized together with the other leaves of their
-# shape: stacking copies them once, which costs less than the per-kernel
-# overhead of reducing and updating each one alone (docs, performance guide). Stacks
-# hold at most _STACK_MAX_LEAVES leaves: XLA compiles a concatenation of thousands
-# of operands very slowly.
-_STACK_MAX_SIZE = 1 << 14
-_STACK_MAX_LEAVES = 64
+# The multi-tensor step: every leaf is reduced on its own, and the per-layer squared norms
+# of up to _MAX_LEAVES_PER_VECTOR leaves of one (moment dtype, norm dtype) are gathered
+# into one vector, so the moment update, its inf restart, the AMSGrad maximum and the
+# reciprocal are one small computation for all of them, there is one all-reduce under
+# axis_name, and the reductions feeding one concatenation can be fused together (XLA
+# fuses sibling reductions horizontally on GPU; on CPU into the concatenation). Only
+# these scalars are concatenated, never the gradients: stacking leaves copies them,
+# and would gather a leaf that is sharded over devices. The state keeps one nu per
+# leaf, keyed like the params (checkpoints and monitoring are unchanged). Measured in
+# docs/performance.md (benchmarks/update_step.py).
+
+# At most this many leaves share a vector: XLA compiles a concatenation of thousands of
+# operands slowly (with the reductions fused into it, 98 s against AdamW's 22 s for a
+# 500-leaf step on CPU; 28 s with vectors of 64).
+_MAX_LEAVES_PER_VECTOR = 64
 
 
-def _stackable_groups(grads, lays, nus) -> list[list[int]]:
-  """Indices of the leaves, grouped (up to _STACK_MAX_LEAVES) when they are small
-  and share shape, dtype and layer layout; other leaves form groups of one."""
+def _moment_groups(squared_norms, nus) -> list[list[int]]:
+  """Indices of the leaves whose per-layer scalars share a vector: same dtypes, at most
+  _MAX_LEAVES_PER_VECTOR of them."""
   groups: dict[Any, list[int]] = {}
-  for i, (g, lay, nu) in enumerate(zip(grads, lays, nus, strict=True)):
-    key: Any = i
-    if jnp.size(g) <= _STACK_MAX_SIZE:
-      key = (jnp.shape(g), jnp.result_type(g), lay, jnp.result_type(nu))
-    groups.setdefault(key, []).append(i)
-  return [group[start:start + _STACK_MAX_LEAVES]
-          for group in groups.values() for start in range(0, len(group), _STACK_MAX_LEAVES)]
+  for i, (squared, nu) in enumerate(zip(squared_norms, nus, strict=True)):
+    groups.setdefault((jnp.result_type(nu), jnp.result_type(squared)), []).append(i)
+  return [group[start:start + _MAX_LEAVES_PER_VECTOR] for group in groups.values()
+          for start in range(0, len(group), _MAX_LEAVES_PER_VECTOR)]
 
 
-def _stacked_layers(lay: layers_lib.LeafLayers) -> layers_lib.LeafLayers:
-  """The layout of leaves with layout ``lay`` stacked on a new leading axis."""
-  return layers_lib.LeafLayers(
-      (0,) + tuple(a + 1 for a in lay.layer_axes), tuple(a + 1 for a in lay.reduce_axes))
+def _concatenate(pieces) -> jax.Array:
+  return jnp.concatenate([jnp.ravel(x) for x in pieces])
+
+
+def _split(vector, shapes) -> list[jax.Array]:
+  """Inverse of :func:`_concatenate` for pieces of the given shapes."""
+  out, offset = [], 0
+  for shape in shapes:
+    size = math.prod(shape)
+    out.append(jax.lax.slice_in_dim(vector, offset, offset + size).reshape(shape))
+    offset += size
+  return out
 
 
 def scale_by_layerwise_norm(
@@ -164,46 +178,44 @@ def scale_by_layerwise_norm(
     else:
       decay = b2
 
-    def moments(g, lay, nu, nu_max):
-      """New moment(s) and 1 / denominator of one leaf or of a stack of leaves."""
-      squared_norm = layers_lib.layer_squared_norms(g, lay, norm, axis_name)
+    grads, treedef = jax.tree.flatten(updates)
+    lays = treedef.flatten_up_to(layers)
+    old_nu = treedef.flatten_up_to(state.nu)
+    old_nu_max = treedef.flatten_up_to(state.nu_max) if amsgrad else None
+    # One reduction per leaf; the all-reduce over axis_name is done once, on the vector.
+    squared_norms = [layers_lib.layer_squared_norms(g, lay, norm) for g, lay in zip(
+        grads, lays, strict=True)]
+    nu: list[Any] = [None] * len(grads)
+    nu_max: list[Any] = [None] * len(grads)
+    inverses: list[Any] = [None] * len(grads)
+    for group in _moment_groups(squared_norms, old_nu):
+      shapes = [jnp.shape(old_nu[i]) for i in group]
+      squared = _concatenate([squared_norms[i] for i in group])
+      if axis_name is not None:
+        reduce = jax.lax.psum if norm == "l2" else jax.lax.pmax
+        squared = reduce(squared, axis_name)
+      previous = _concatenate([old_nu[i] for i in group])
       # A float32 overflow of ||g||^2 (|g| ~ 1e20) leaves v = inf: that step's update
       # is g / inf = 0, but b2 * inf would then zero every later update of the layer,
       # silently and forever (and 0 * inf would be NaN for b2 = 0). An inf moment
       # restarts from the current gradient instead, as on the first step.
-      restart = jnp.isposinf(nu)
+      restart = jnp.isposinf(previous)
       if nu_init == "first_nonzero":
-        restart = restart | (nu == 0)
-      nu = jnp.where(restart, squared_norm,
-                     decay * nu + (1.0 - decay) * squared_norm).astype(nu.dtype)
-      nu_max = (jnp.where(jnp.isposinf(nu_max), nu, jnp.maximum(nu_max, nu))
-                if amsgrad else None)
+        restart = restart | (previous == 0)
+      new = jnp.where(restart, squared,
+                      decay * previous + (1.0 - decay) * squared).astype(previous.dtype)
+      denominator_moment = new
+      if amsgrad:
+        previous_max = _concatenate([old_nu_max[i] for i in group])
+        new_max = jnp.where(jnp.isposinf(previous_max), new, jnp.maximum(previous_max, new))
+        denominator_moment = new_max
+        for i, x in zip(group, _split(new_max, shapes), strict=True):
+          nu_max[i] = x
       # The reciprocal once per layer: the per-element work is a multiply (the
-      # optimized HLO of a division showed the same rewrite), and a stack's
-      # reciprocals come from one kernel.
-      inverse = 1.0 / (jnp.sqrt((nu_max if amsgrad else nu) + eps_root) + eps)
-      return nu, nu_max, inverse
-
-    grads, treedef = jax.tree.flatten(updates)
-    lays = treedef.flatten_up_to(layers)
-    old_nu = treedef.flatten_up_to(state.nu)
-    old_nu_max = treedef.flatten_up_to(state.nu_max) if amsgrad else [None] * len(grads)
-    nu: list[Any] = [None] * len(grads)
-    nu_max: list[Any] = [None] * len(grads)
-    inverses: list[Any] = [None] * len(grads)
-    for group in _stackable_groups(grads, lays, old_nu):
-      if len(group) == 1:
-        (i,) = group
-        nu[i], nu_max[i], inverses[i] = moments(grads[i], lays[i], old_nu[i], old_nu_max[i])
-        continue
-      # Small leaves of one shape: one reduction and one moment update for all
-      # of them instead of a few tiny kernels each (docs, performance guide).
-      def stack(leaves, group=group):
-        return jnp.stack([leaves[i] for i in group])
-      stacked = moments(stack(grads), _stacked_layers(lays[group[0]]), stack(old_nu),
-                        stack(old_nu_max) if amsgrad else None)
-      for k, i in enumerate(group):
-        nu[i], nu_max[i], inverses[i] = (x if x is None else x[k] for x in stacked)
+      # optimized HLO of a division showed the same rewrite).
+      inverse = 1.0 / (jnp.sqrt(denominator_moment + eps_root) + eps)
+      for i, x, inv in zip(group, _split(new, shapes), _split(inverse, shapes), strict=True):
+        nu[i], inverses[i] = x, inv
 
     def normalize(g, inverse, lay):
       inverse = jnp.expand_dims(inverse, lay.reduce_axes)

@@ -3,8 +3,11 @@ replicated, batch split) and fully sharded (params and optimizer state split
 over the devices, FSDP-style). Both must equal a one-device run, and under FSDP
 every layer's norm must be that of the whole layer, not of a device's shard."""
 
+import re
+
 import jax
 import numpy as np
+import optax
 import pytest
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -72,3 +75,30 @@ def test_fully_sharded_layer_norms_are_of_whole_layers():
   second_moments = jax.device_get(layerwise_statistics(state).second_moment)
   toy_problem.assert_trees_close(second_moments, whole_layer, rtol=1e-5, atol=0)
   assert not toy_problem.trees_close(second_moments, first_shard, rtol=0.1, atol=0)
+
+
+def test_fully_sharded_step_gathers_no_weights():
+  """The per-layer norms of all leaves are batched into one vector: only those
+  scalars may be gathered across devices, never a weight, gradient or moment."""
+  from novograd_optax import optimizer_state_shardings
+
+  mesh = make_mesh(AxisType.Auto)
+  tx = toy_problem.optimizer()
+  params = toy_problem.initial_params()
+  shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec), FSDP_SPECS,
+                           is_leaf=lambda x: isinstance(x, P))
+  params = jax.tree.map(toy_problem.global_array, params, shardings)
+  state_shardings = optimizer_state_shardings(tx, params, shardings)
+  state = jax.jit(tx.init, out_shardings=state_shardings)(params)
+
+  def step(params, state, grads):
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  hlo = jax.jit(step, out_shardings=(shardings, state_shardings)).lower(
+      params, state, params).compile().as_text()
+  gathered = [int(np.prod([int(d) for d in re.findall(r"\d+", dims)] or [1]))
+              for dims in re.findall(r"= \w+\[([\d,]*)\][^ ]* all-gather", hlo)]
+  layers = len(jax.tree.leaves(params))
+  assert all(size <= layers for size in gathered), gathered
+  assert " all-reduce" in hlo  # the norms of whole layers are summed over devices
