@@ -104,6 +104,9 @@ def boundary_problem(shape, scenario, delta=DELTA):
   elif scenario == "channel_above":
     # The whole-layer cosine equals the rows' (> its smaller threshold): no view fires.
     cosines, view = np.full(channels, per_channel * (1 + MARGIN)), "none"
+  elif scenario == "channel_above_negative":
+    # Anti-aligned rows: the test is on |cos|, so a negative cosine is not small.
+    cosines, view = np.full(channels, -per_channel * (1 + MARGIN)), "none"
   else:
     # Rows alternate mean +- per_channel: the largest |row cosine| is above the
     # per-channel threshold, while the whole-layer cosine is their mean.
@@ -121,7 +124,8 @@ def boundary_problem(shape, scenario, delta=DELTA):
   return w.astype(np.float32), g.astype(np.float32), view
 
 
-SCENARIOS = ["channel_below", "channel_above", "layer_below", "layer_above"]
+SCENARIOS = ["channel_below", "channel_above", "channel_above_negative", "layer_below",
+             "layer_above"]
 
 
 def _to_layout(x, layout):
