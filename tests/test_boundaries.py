@@ -279,6 +279,26 @@ def test_projection_skips_zero_size_kernels(empty_shape):
                              expected_p + WD * factor * np.float64(w), rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize("scenario", ["channel_below", "channel_above"])
+def test_half_precision_kernel_is_tested_in_float32(scenario):
+  """float16 kernels with entries up to 1000: ||w_c||^2 overflows float16 (65504), so
+  the cosine and w_hat must be computed in float32; the decision is the one of the
+  float64 NumPy reference on the same float16 numbers."""
+  w, g, view = boundary_problem(TORCH_SHAPES["dense"], scenario)
+  w16 = np.float16(1000.0 * w / np.abs(w).max())
+  g16 = np.float16(1000.0 * g / np.abs(g).max())
+  assert np.all(np.sum(np.float64(w16) ** 2, axis=1) > 65504)
+  expected_p, factor, numpy_view = numpy_projection(w16, g16, np.float64(g16), DELTA, EPS)
+  assert numpy_view == view
+  tx = project_scale_invariant(optax.identity(), delta=DELTA, wd_ratio=WD_RATIO,
+                               weight_decay=WD, eps=EPS, channel_axis=0)
+  params = {"kernel": jnp.asarray(w16)}
+  out, _ = tx.update({"kernel": jnp.asarray(g16)}, tx.init(params), params)
+  assert out["kernel"].dtype == jnp.float16
+  np.testing.assert_allclose(np.asarray(out["kernel"], np.float64),
+                             expected_p + WD * factor * np.float64(w16), rtol=5e-3, atol=0.5)
+
+
 def test_projection_with_delta_zero_never_fires():
   """delta = 0: the test max(cos) < 0 fails even for an exactly orthogonal gradient
   (integer entries, <w, g> = 0 exactly), so nothing is projected."""
