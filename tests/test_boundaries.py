@@ -531,6 +531,24 @@ def test_sngm_zero_gradient_with_weight_decay_moves_along_the_decay():
                                rtol=1e-6)
 
 
+def test_sngm_weight_decay_mask():
+  """weight_decay_mask=False on a leaf: g~ has no decay term there, and the global norm
+  is taken over the decayed and undecayed leaves together."""
+  lr, wd, eps = 0.3, 0.5, 1e-8
+  rng = np.random.default_rng(17)
+  params = {"a": np.float32(rng.normal(size=(3, 2))), "b": np.float32(rng.normal(size=4))}
+  grads = {"a": np.float32(rng.normal(size=(3, 2))), "b": np.float32(rng.normal(size=4))}
+  for mask in ({"a": True, "b": False}, {"a": False, "b": True}):
+    opt = sngm(lr, weight_decay=wd, weight_decay_mask=mask, eps=eps)
+    updates, _ = opt.update(grads, opt.init(params), params)
+    decayed = {k: np.float64(grads[k]) + (wd * np.float64(params[k]) if mask[k] else 0.0)
+               for k in params}
+    norm = np.sqrt(sum(np.sum(v ** 2) for v in decayed.values()))
+    for k in params:
+      np.testing.assert_allclose(np.asarray(updates[k]), -lr * decayed[k] / (norm + eps),
+                                 rtol=1e-6, err_msg=f"{mask} {k}")
+
+
 def test_global_norm_with_a_large_eps():
   """eps enters outside the root: u = g / (||g|| + eps)."""
   tree = {"a": np.float32([3.0, 0.0]), "b": np.float32([[4.0]])}
@@ -606,6 +624,29 @@ def test_infinite_moment_restarts_from_the_gradient(nu_init, amsgrad):
     np.testing.assert_allclose(np.asarray(out[k]), grads[k] / denominator, rtol=1e-6)
     if amsgrad:
       np.testing.assert_allclose(float(new_state.nu_max[k]), v, rtol=1e-6)
+
+
+@pytest.mark.parametrize("nu_init", ["first", "zero", "first_nonzero"])
+def test_moment_of_a_layer_whose_first_gradients_are_zero(nu_init):
+  """Two zero gradients, then non-zero ones (a layer behind a zero-initialized one):
+  "first" and "zero" average from v = 0; "first_nonzero" (timm, NeMo,
+  pytorch-optimizer) sets v = ||g||^2 at the first non-zero gradient."""
+  b2, eps = 0.5, 1e-6
+  rng = np.random.default_rng(16)
+  grads = [np.zeros(5), np.zeros(5), rng.normal(size=5), rng.normal(size=5)]
+  tx = scale_by_layerwise_norm(b2=b2, eps=eps, nu_init=nu_init)
+  state = tx.init({"w": jnp.zeros(5)})
+  nu = 0.0
+  for t, g in enumerate(grads):
+    out, state = tx.update({"w": jnp.float32(g)}, state)
+    squared = np.sum(np.float64(np.float32(g)) ** 2)
+    if (nu_init == "first" and t == 0) or (nu_init == "first_nonzero" and nu == 0.0):
+      nu = squared
+    else:
+      nu = b2 * nu + (1 - b2) * squared
+    np.testing.assert_allclose(float(state.nu["w"]), nu, rtol=1e-6, err_msg=str(t))
+    np.testing.assert_allclose(np.asarray(out["w"]), np.float32(g) / (np.sqrt(nu) + eps),
+                               rtol=1e-5, err_msg=str(t))
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])
