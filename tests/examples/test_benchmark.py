@@ -1,18 +1,21 @@
-"""Smoke test of benchmarks/update_step.py on a tiny tree, so the script cannot rot.
+"""Smoke test of the step benchmark (``python -m benchmarks.update_step --quick``) and of
+the performance page generated from its committed report.
 
-No timing is asserted (timings depend on the machine); the optimizer-state sizes
-are, against sizes computed here from the shapes and each optimizer's definition.
+No timing is asserted (timings depend on the machine). The byte counts are, against
+sizes computed here from the shapes and each optimizer's definition.
 """
 
-import importlib.util
 import json
 import math
 import pathlib
-import sys
 
+import jax
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "update_step.py"
+from benchmarks import report as report_lib
+from benchmarks import update_step
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # The tiny tree: dense kernel (4, 3), bias (3,), a stack of 2 layers (2, 3, 3).
 SHAPES = [(4, 3), (3,), (2, 3, 3)]
@@ -22,61 +25,119 @@ LAYERS = 1 + 1 + 2  # our novograd gets layer_axes=0 on the stacked leaf
 F32, BF16, COUNT = 4, 2, 4
 
 
-@pytest.fixture(scope="module")
-def update_step():
-  spec = importlib.util.spec_from_file_location("update_step", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module  # dataclasses look their module up there
-  spec.loader.exec_module(module)
-  return module
-
-
 def expected_state_bytes():
   return {
       # first moment + 4 bytes per layer + the step count
-      "novograd_optax.novograd": F32 * PARAMS + F32 * LAYERS + COUNT,
-      "novograd_optax.novograd(mu_dtype=bf16)": BF16 * PARAMS + F32 * LAYERS + COUNT,
+      "ours": F32 * PARAMS + F32 * LAYERS + COUNT,
+      "ours_bf16": BF16 * PARAMS + F32 * LAYERS + COUNT,
       # first moment + one float32 per leaf + the step count
-      "optax.novograd": F32 * PARAMS + F32 * LEAVES + COUNT,
+      "optax_novograd": F32 * PARAMS + F32 * LEAVES + COUNT,
       # first and second moments + the step count
-      "optax.adamw": 2 * F32 * PARAMS + COUNT,
-      "optax.lamb": 2 * F32 * PARAMS + COUNT,
+      "adamw": 2 * F32 * PARAMS + COUNT,
+      "lamb": 2 * F32 * PARAMS + COUNT,
       # the momentum only
-      "optax.sgd(momentum=0.9)": F32 * PARAMS,
+      "sgd_momentum": F32 * PARAMS,
   }
 
 
-def test_markdown_report_on_tiny_tree(update_step, capsys):
-  report = update_step.main(["--trees", "tiny", "--repeats", "3", "--warmup", "1"])
-  (tree,) = report["trees"]
-  assert tree["leaves"] == LEAVES
-  assert tree["params"] == PARAMS
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+  out = tmp_path_factory.mktemp("bench") / "report.json"
+  returned = update_step.main(["--quick", "--out", str(out)])
+  return returned, json.loads(out.read_text())
+
+
+def test_quick_report_sizes_and_memory(quick_report):
+  returned, written = quick_report
+  assert written == json.loads(json.dumps(returned))
+  assert written["machine"]["backend"] == jax.default_backend()
+  assert written["versions"]["jax"] == jax.__version__
+  (tree,) = written["trees"]
+  assert (tree["tree"], tree["leaves"], tree["layers"], tree["params"]) == (
+      "tiny", LEAVES, LAYERS, PARAMS)
   assert tree["params_bytes"] == F32 * PARAMS
   rows = {r["optimizer"]: r for r in tree["rows"]}
   expected = expected_state_bytes()
   assert set(rows) == set(expected)
+  tiny = update_step.tiny_tree()
+  params = update_step.random_tree(tiny.shapes, seed=0)
   for name, state_bytes in expected.items():
-    assert rows[name]["state_bytes"] == state_bytes, name
-    assert rows[name]["state_over_params"] == pytest.approx(state_bytes / (F32 * PARAMS))
-    assert rows[name]["step_ms"] > 0 and rows[name]["compile_s"] > 0
-    assert rows[name]["kernels"] > 0
-  assert rows["optax.sgd(momentum=0.9)"]["ratio_to_sgd_momentum"] == 1.0
-  table = capsys.readouterr().out
-  assert "| optimizer | step (ms) | × SGD-m |" in table
-  assert f"| {F32 * PARAMS + F32 * LAYERS + COUNT:,} |" in table
+    row, grads_bytes = rows[name], F32 * PARAMS
+    assert row["state_bytes"] == state_bytes, name
+    # read the gradient and the params, write the params, read and write the state
+    assert row["bytes_moved"] == grads_bytes + 2 * F32 * PARAMS + 2 * state_bytes, name
+    memory = row["memory"]
+    # The step takes params, state and gradient, returns params and state, and the
+    # donated params and state are aliased to the outputs.
+    assert memory["argument_size"] == F32 * PARAMS + state_bytes + grads_bytes, name
+    # The outputs are returned as one tuple: a table of 8-byte buffer pointers.
+    state = update_step.OPTIMIZERS[name][1](tiny).init(params)
+    outputs = LEAVES + len(jax.tree.leaves(state))
+    assert memory["output_size"] == F32 * PARAMS + state_bytes + 8 * outputs, name
+    assert memory["alias_size"] == F32 * PARAMS + state_bytes, name
+    assert row["kernels"] == sum(row["kernel_ops"].values()) > 0
+    for key in ("in_loop_ms", "dispatched_ms", "compile_s"):
+      s = row[key]
+      assert 0 < s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"], (name, key)
+  assert rows["sgd_momentum"]["in_loop_over_sgd_momentum"]["median"] == 1.0
+  assert rows["adamw"]["dispatched_over_adamw"]["max"] == 1.0
 
 
-def test_json_report_with_an_optimizer_subset(update_step, capsys):
-  update_step.main(["--trees", "tiny", "--repeats", "2", "--warmup", "0", "--json",
-                    "--optimizers", "optax.novograd", "--scale", "0.5"])
-  report = json.loads(capsys.readouterr().out)
+def test_quick_report_targets_and_tables(quick_report):
+  _, report = quick_report
   (tree,) = report["trees"]
-  # SGD-momentum always runs: the ratios are taken against it.
-  assert [r["optimizer"] for r in tree["rows"]] == ["optax.novograd", "optax.sgd(momentum=0.9)"]
-  halved = [s[:-1] + (round(s[-1] * 0.5),) for s in SHAPES]  # --scale shrinks the last axis
-  assert tree["params"] == sum(math.prod(s) for s in halved)
+  assert {(t["optimizer"], t["target"]) for t in tree["targets"]} == {
+      (o, t) for o in ("ours", "ours_bf16") for t in (
+          "in-loop time / AdamW's", "in-loop time / SGD-m's", "kernels",
+          "temporaries (bytes)", "compile time / AdamW's", "dispatched time / AdamW's")}
+  kernels = next(t for t in tree["targets"] if t["target"] == "kernels")
+  assert kernels["limit"] == math.ceil(1.2 * LEAVES) + 10 * 2  # float32 x {whole, stacked}
+  page = report_lib.render_page(report)
+  assert "| tree | optimizer | target |" in page and "### tiny" in page
+  assert "| novograd_optax.novograd |" in report_lib.summary(report)
 
 
-def test_rejects_an_unknown_tree(update_step):
+def test_targets_pass_and_miss():
+  def row(key, in_loop, temp, compile_s, dispatched):
+    return {"optimizer": key, "kernels": 10, "memory": {"temp_size": temp},
+            "in_loop_over_adamw": {"median": in_loop[0]},
+            "in_loop_over_sgd_momentum": {"median": in_loop[1]},
+            "compile_over_adamw": compile_s, "dispatched_over_adamw": {"median": dispatched}}
+
+  result = {"tree": "resnet50", "leaves": 5, "layers": 100, "groups": 1, "rows": [
+      row("ours", (0.9, 1.29), 1000 + 64 * 100 + 2**16 + 1, 1.0, 1.1),
+      row("sgd_momentum", (0.5, 1.0), 1000, 0.2, 0.5),
+      row("adamw", (1.0, 2.0), 5000, 1.0, 1.0)]}
+  got = {t["target"]: t["pass"] for t in update_step.targets(result)}
+  assert got == {"in-loop time / AdamW's": True, "in-loop time / SGD-m's": True,
+                 "kernels": True, "temporaries (bytes)": False,
+                 "compile time / AdamW's": True, "dispatched time / AdamW's": False}
+
+
+def test_kernel_ops_of_an_entry_computation():
+  hlo = """HloModule m
+
+fused (p: f32[4]) -> f32[4] {
+  ROOT x = f32[4] negate(p)
+}
+
+ENTRY main (a: f32[4], b: f32[]) -> (f32[4], f32[]) {
+  a = f32[4]{0} parameter(0)
+  b = f32[] parameter(1)
+  f = f32[4]{0} fusion(a), kind=kLoop, calls=fused
+  r = f32[] reduce(a, b), dimensions={0}, to_apply=add
+  c = f32[4]{0} copy(f)
+  t = f32[4]{0} bitcast(c)
+  ROOT out = (f32[4]{0}, f32[]) tuple(t, r)
+}
+"""
+  assert update_step.kernel_ops(hlo) == {"copy": 1, "fusion:loop": 1, "reduce": 1}
+  assert update_step.count_kernels(hlo) == 3
+
+
+def test_rejects_unknown_names():
   with pytest.raises(SystemExit):
     update_step.main(["--trees", "vgg"])
+  with pytest.raises(SystemExit):
+    update_step.main(["--optimizers", "adam"])
+
