@@ -299,6 +299,7 @@ def parse_args(argv):
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
+  start = time.perf_counter()
   if not args.no_plots:
     import matplotlib
     matplotlib.use("Agg")
@@ -319,7 +320,6 @@ def main(argv=None) -> dict:
                           os.path.join(args.out_dir, f"dln_{scenario.name}.png"))
       plt.close(fig)
 
-  start = time.perf_counter()
   finals = robustness_grid(args.learning_rates, args.weight_decays, args.num_inits,
                            args.seed, args.steps)
   kinds = {name: outcome_grid(name, finals[name], args.weight_decays) for name in OPTIMIZERS}
