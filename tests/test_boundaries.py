@@ -558,6 +558,23 @@ def test_global_norm_with_a_large_eps():
   np.testing.assert_allclose(np.asarray(out["b"]), [[0.4]], rtol=1e-6)
 
 
+def test_global_norm_of_complex_and_half_precision_leaves():
+  """||g||^2 = sum |g|^2 over complex leaves; each leaf keeps its dtype (and its
+  imaginary part); a float16 leaf with ||g||^2 > 65504 is normalized in float32."""
+  rng = np.random.default_rng(18)
+  tree = {"z": np.complex64(rng.normal(size=3) + 1j * rng.normal(size=3)),
+          "h": np.float16(300.0 * rng.normal(size=4)), "f": np.float32(rng.normal(size=2))}
+  tx = normalize_by_global_norm(eps=1e-8)
+  out, _ = tx.update(tree, tx.init(None))
+  norm = np.sqrt(sum(np.sum(np.abs(np.complex128(v)) ** 2) for v in tree.values()))
+  for k, v in tree.items():
+    assert out[k].dtype == v.dtype, k
+    np.testing.assert_allclose(np.asarray(out[k]), np.complex128(v) / (norm + 1e-8)
+                               if k == "z" else np.float64(v) / (norm + 1e-8),
+                               rtol=2e-3 if k == "h" else 1e-6, atol=1e-4 if k == "h" else 0,
+                               err_msg=k)
+
+
 def test_global_norm_with_eps_zero_and_empty_leaves():
   """eps = 0: the output has norm 1 exactly; zero-size leaves add nothing to the norm."""
   rng = np.random.default_rng(11)
