@@ -141,3 +141,11 @@ def test_rejects_unknown_names():
   with pytest.raises(SystemExit):
     update_step.main(["--optimizers", "adam"])
 
+
+
+def test_performance_page_is_generated_from_the_committed_report():
+  report = json.loads((ROOT / "results" / "benchmarks" / "cpu.json").read_text())
+  page = (ROOT / "docs" / "performance.md").read_text()
+  assert page == report_lib.render_page(report), (
+      "docs/performance.md is stale: run python -m benchmarks.report"
+      " results/benchmarks/cpu.json docs/performance.md")
