@@ -129,13 +129,13 @@ def optax(
   return novograd(learning_rate, b1, b2, eps, eps_root, weight_decay)
 
 
-def _torch_style(lr, b1, b2, eps, weight_decay, grad_averaging, amsgrad):
+def _torch_style(lr, b1, b2, eps, weight_decay, grad_averaging, amsgrad, **options):
   """The PyTorch NovoGrad of Jasper's reference code (NVIDIA DeepLearningExamples),
-  which timm, NeMo and pytorch-optimizer copy."""
+  which timm, NeMo and pytorch-optimizer copy; ``options`` go to :func:`novograd`."""
   validation.check_bool("grad_averaging", grad_averaging)
   validation.check_bool("amsgrad", amsgrad)
   return novograd(lr, b1, b2, eps, 0.0, weight_decay, grad_averaging=grad_averaging,
-                  amsgrad=amsgrad, nu_init="first_nonzero")
+                  amsgrad=amsgrad, nu_init="first_nonzero", **options)
 
 
 _TORCH_RULE = r"""
@@ -205,11 +205,8 @@ def timm(
           " corrected_weight_decay=False.")
     _check_positive("lr", lr)
     # wd_scale = lr ** 2 / max_lr = lr for a constant lr: the plain decoupled decay.
-  validation.check_bool("grad_averaging", grad_averaging)
-  validation.check_bool("amsgrad", amsgrad)
-  return novograd(lr, b1, b2, eps, 0.0, weight_decay, grad_averaging=grad_averaging,
-                  amsgrad=amsgrad, nu_init="first_nonzero",
-                  decay_inside_moment=not decoupled_decay)
+  return _torch_style(lr, b1, b2, eps, weight_decay, grad_averaging, amsgrad,
+                      decay_inside_moment=not decoupled_decay)
 
 
 timm.__doc__ = r"""timm's ``NvNovoGrad`` (pytorch-image-models, ``timm/optim/nvnovograd.py``,
