@@ -22,10 +22,10 @@ coefficient 0.001 (``optax.lars`` defaults); weight decay 0 for every optimizer;
 warmup over the first 10% of the steps, then cosine decay to 0. The same initial
 weights and batches for every optimizer at a given seed.
 
-SNGM's learning rate: its paper's analysis lets the step grow with the batch at a fixed
-number of gradient computations; we scale the grid centre with ``sqrt(B)`` like every
-other optimizer here and let the protocol tune around it, so no optimizer depends on a
-rule being right.
+SNGM's learning rate: the part of its paper we could read (the abstract) states no
+learning-rate rule, so none is taken from it; we scale the grid centre with ``sqrt(B)``
+like every other optimizer here and let the protocol tune around it, so no optimizer
+depends on a rule being right.
 
 Speed on a 2-core CPU: each (optimizer, batch size, grid length) is one compiled program,
 reused across seeds; inside it ``jax.lax.scan`` runs the epochs and the steps and

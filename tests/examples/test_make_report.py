@@ -41,3 +41,47 @@ def test_summary_formatting():
   assert report._verdict_word(["wins", "wins"]) == "holds"
   assert report._verdict_word(["wins", "tie"]) == "mixed / undecided"
   assert report._verdict_word(["loses"]) == "fails (the opposite holds)"
+
+
+def _mlp_record():
+  import copy
+  return copy.deepcopy(report.load_results()["mnist1d_mlp_full"])
+
+
+def test_a_cnn_sweep_gets_its_own_section_and_verdict_rows():
+  # The same rows relabelled as a CNN sweep: the page must hold both sections, and the
+  # verdict table one SNGM row per model.
+  records = report.load_results()
+  cnn = _mlp_record()
+  cnn["config"].update(model="cnn", width=16)
+  records = {k: v for k, v in records.items() if not k.startswith("mnist1d_cnn")}
+  records["mnist1d_cnn_test"] = cnn
+  page, table = report.build(records, plots=None)
+  assert "## MNIST-1D MLP: large batches" in page
+  assert "## MNIST-1D 1-D CNN: large batches" in page
+  assert "16 channels (default 32)" in page
+  sngm_rows = [line for line in table.splitlines() if line.startswith("| SNGM")]
+  assert len(sngm_rows) == 2
+  assert "MNIST-1D MLP" in sngm_rows[0] and "MNIST-1D 1-D CNN" in sngm_rows[1]
+
+
+def test_sngm_learning_rate_rule_is_stated_from_the_configuration():
+  cfg = {"lr_scaling": "auto", "reference_batch": 128, "start_lr": {"sngm": 0.1}}
+  text = report.sngm_lr_rule(cfg)
+  assert "`start_lr * sqrt(B / 128)`" in text and "start_lr 0.1" in text
+  assert "not the SNGM paper's" in text
+  linear = report.sngm_lr_rule({**cfg, "lr_scaling": "linear"})
+  assert "`start_lr * B / 128`" in linear
+
+
+def test_only_the_claims_of_the_optimizers_run_are_stated():
+  record = _mlp_record()
+  keep = {"sngm", "sgd", "lars"}
+  record["rows"] = [r for r in record["rows"] if r["optimizer"] in keep]
+  record["comparisons"] = [c for c in record["comparisons"]
+                           if c["a"].split("@")[0] in keep and c["b"].split("@")[0] in keep]
+  record["config"]["optimizers"] = sorted(keep)
+  text, claims = report.mnist_section(record, plots=None)
+  assert "Claim: SNGM allows larger batches" in text and "NovoGrad holds" not in text
+  assert "only the optimizers lars, sgd, sngm" in text
+  assert [c["claim"].split(":")[0] for c in claims] == ["SNGM"]
