@@ -234,7 +234,8 @@ def test_weight_decay_mask_skips_the_decay_of_masked_leaves():
 def test_projection_of_a_zero_gradient_removes_the_radial_momentum(eps):
   """A zero gradient has cosine 0/(||w|| max(0, eps)) = 0 < delta/sqrt(n): the step (here a
   momentum buffer from an earlier, aligned gradient) is projected per channel. With
-  eps = 0 the cosine is 0/0, which never passes the test: nothing is projected."""
+  eps = 0 the formula is 0/0; the cosine is its limit as eps -> 0, still 0, so the same
+  projection happens (it was once NaN, which failed the test and projected nothing)."""
   rng = np.random.default_rng(5)
   w = rng.normal(size=(4, 6)).astype(np.float32)  # PyTorch layout
   aligned = (w + 0.1 * rng.normal(size=w.shape)).astype(np.float32)
@@ -245,24 +246,95 @@ def test_projection_of_a_zero_gradient_removes_the_radial_momentum(eps):
   _, state = tx.update({"kernel": jnp.asarray(aligned)}, state, params)
   out, _ = tx.update({"kernel": jnp.zeros_like(params["kernel"])}, state, params)
   p = 0.9 * np.float64(aligned)
-  if eps > 0:
-    wv = np.float64(w)
-    w_hat = wv / (np.linalg.norm(wv, axis=1, keepdims=True) + eps)
-    expected = p - w_hat * np.sum(w_hat * p, axis=1, keepdims=True) + WD * WD_RATIO * wv
-  else:
-    expected = p + WD * np.float64(w)
+  wv = np.float64(w)
+  w_hat = wv / (np.linalg.norm(wv, axis=1, keepdims=True) + eps)
+  expected = p - w_hat * np.sum(w_hat * p, axis=1, keepdims=True) + WD * WD_RATIO * wv
   np.testing.assert_allclose(np.asarray(out["kernel"]), expected, rtol=2e-5, atol=2e-6)
 
 
-def test_projection_of_zero_weights_is_finite_and_leaves_the_step():
+@pytest.mark.parametrize("eps", [EPS, 0.0])
+def test_projection_of_zero_weights_is_finite_and_leaves_the_step(eps):
   """||w|| = 0: the cosine is 0, so the projection fires, but w_hat = 0/(0 + eps) = 0
-  removes nothing; the decay of a zero weight is zero."""
+  removes nothing (with eps = 0, the limit: 0, not 0/0); the decay of a zero weight is
+  zero."""
   rng = np.random.default_rng(6)
   g = rng.normal(size=(3, 5)).astype(np.float32)
-  tx = project_scale_invariant(optax.identity(), delta=DELTA, weight_decay=WD, eps=EPS)
+  tx = project_scale_invariant(optax.identity(), delta=DELTA, weight_decay=WD, eps=eps)
   params = {"kernel": jnp.zeros((3, 5))}
   out, _ = tx.update({"kernel": jnp.asarray(g)}, tx.init(params), params)
   np.testing.assert_array_equal(np.asarray(out["kernel"]), g)
+
+
+# eps -> 0 in the float64 reference: small enough to change no digit of a non-zero row,
+# large enough that max(0, eps) * ||g|| is not 0 and no 0/0 appears.
+EPS_LIMIT = 1e-30
+
+
+@pytest.mark.parametrize("layout,channel_axis", [("flax", -1), ("torch", 0)])
+@pytest.mark.parametrize("kernel", list(TORCH_SHAPES))
+@pytest.mark.parametrize("scenario,zero,view", [
+    ("channel_below", "weight_row", "channel"), ("channel_below", "gradient_row", "channel"),
+    ("channel_above", "weight_row", "none"), ("channel_above", "both_rows", "none"),
+    ("layer_below", "both_rows", "layer"), ("layer_above", "both_rows", "none")])
+def test_projection_with_eps_zero_and_a_zero_row(layout, channel_axis, kernel, scenario, zero,
+                                                 view):
+  """eps = 0 and output channels whose weights (a dead channel), gradient or both are
+  zero: such a row's cosine is 0/0 in the formula. It counts as 0, the limit eps -> 0
+  (the float64 reference at eps = 1e-30), not as NaN: a NaN row made max(cos) NaN, so
+  the per-channel view never fired. The other rows keep the cosines of the
+  construction. In the whole-layer scenarios two rows (one of each sign) lose both their
+  weights and gradient: <w, g>, ||w|| and ||g|| of the layer then lose the same share,
+  so its cosine stays 1% below or above delta / sqrt(leaf size)."""
+  w, g, _ = boundary_problem(TORCH_SHAPES[kernel], scenario)
+  if zero == "weight_row":
+    w[1] = 0.0
+  elif zero == "gradient_row":
+    g[1] = 0.0
+  else:
+    w[:2], g[:2] = 0.0, 0.0
+  expected_p, factor, numpy_view = numpy_projection(w, g, np.float64(g), DELTA, EPS_LIMIT)
+  assert numpy_view == view, "the construction must place the cosine where intended"
+  tx = project_scale_invariant(optax.identity(), delta=DELTA, wd_ratio=WD_RATIO,
+                               weight_decay=WD, eps=0.0, channel_axis=channel_axis)
+  params = {"kernel": jnp.asarray(_to_layout(w, layout))}
+  grads = {"kernel": jnp.asarray(_to_layout(g, layout))}
+  out, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  np.testing.assert_allclose(_from_layout(out["kernel"], layout),
+                             expected_p + WD * factor * np.float64(w), rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("opt", ["adamp", "sgdp"])
+def test_adamp_and_sgdp_with_eps_zero_and_zero_leaves(opt):
+  """eps = 0 through the optimizers. A kernel with zero weights gets the plain
+  optimizer's step (w_hat = 0 removes nothing, its decay is 0). With SGDP a kernel with
+  a zero gradient gets 0 plus its decay, reduced by wd_ratio (cosine 0 fires the
+  projection). (AdamP is left out there: Adam's own first step is then 0 / (0 + 0),
+  NaN in optax.adamw and in the reference code alike.)"""
+  rng = np.random.default_rng(19)
+  w = np.float32(rng.normal(size=(3, 4)))
+  g = np.float32(rng.normal(size=(3, 4)))
+  params = {"zero_w": jnp.zeros((3, 4)), "bias": jnp.ones(3)}
+  grads = {"zero_w": jnp.asarray(g), "bias": jnp.asarray(g[0, :3])}
+  if opt == "sgdp":
+    params["zero_grad"], grads["zero_grad"] = jnp.asarray(w), jnp.zeros((3, 4))
+  lr, wd, momentum = 0.1, 0.01, 0.9
+  if opt == "adamp":
+    tx = adamp(lr, weight_decay=wd, eps=0.0, delta=DELTA, wd_ratio=WD_RATIO)
+    # Adam's first step is m_hat / sqrt(v_hat) = g / |g| = sign(g) (eps = 0).
+    plain, decay = np.sign(np.float64(g)), wd
+  else:
+    tx = sgdp(lr, momentum=momentum, weight_decay=wd, eps=0.0, delta=DELTA,
+              wd_ratio=WD_RATIO)
+    # The first momentum buffer is g; the reference's decay is d / (1 - momentum).
+    plain, decay = np.float64(g), wd / (1 - momentum)
+  out, _ = tx.update(grads, tx.init(params), params)
+  # rtol: optax's bias corrections round 1 - b2 = 1e-3 in float32 (relative 1e-5).
+  np.testing.assert_allclose(np.asarray(out["zero_w"]), -lr * plain, rtol=2e-5)
+  np.testing.assert_allclose(np.asarray(out["bias"]), -lr * (plain[0, :3] + decay),
+                             rtol=2e-5)
+  if opt == "sgdp":
+    np.testing.assert_allclose(np.asarray(out["zero_grad"]),
+                               -lr * decay * WD_RATIO * np.float64(w), rtol=1e-5)
 
 
 @pytest.mark.parametrize("empty_shape", [(0, 3), (3, 0), (2, 0, 3)])
@@ -588,6 +660,39 @@ def test_global_norm_with_eps_zero_and_empty_leaves():
   assert out["empty"].shape == (0, 2)
 
 
+def test_global_norm_with_eps_zero_and_a_zero_tree():
+  """eps = 0 and an all-zero tree: 0 / (0 + 0) in the formula; the update is 0 (the
+  limit eps -> 0 of 0 / eps), as for any eps > 0, not NaN. Dtypes are kept."""
+  tree = {"a": np.zeros((3, 2), np.float32), "h": np.zeros(4, np.float16),
+          "empty": np.zeros((0, 2), np.float32)}
+  tx = normalize_by_global_norm(eps=0.0)
+  out, _ = jax.jit(tx.update)(tree, tx.init(None))
+  for k, v in tree.items():
+    assert out[k].dtype == v.dtype, k
+    np.testing.assert_array_equal(np.asarray(out[k]), v, err_msg=k)
+
+
+def test_sngm_with_eps_zero_coasts_through_a_zero_gradient():
+  """SNGM with eps = 0: u_1 = g / ||g||, then a zero gradient normalizes to 0, so
+  u_2 = beta u_1 (the momentum coasts, nothing is NaN); then u_3 = beta u_2 + g_3 / ||g_3||."""
+  lr, beta = 0.3, 0.9
+  rng = np.random.default_rng(20)
+  shapes = {"a": (3, 2), "b": (4,)}
+  g1, g3 = ({k: np.float32(rng.normal(size=s)) for k, s in shapes.items()} for _ in range(2))
+  zeros = {k: np.zeros(s, np.float32) for k, s in shapes.items()}
+  params = {k: jnp.ones(s) for k, s in shapes.items()}
+  opt = sngm(lr, momentum=beta, eps=0.0)
+  state = opt.init(params)
+  u = {k: np.zeros(s) for k, s in shapes.items()}
+  for g in (g1, zeros, g3):
+    updates, state = opt.update(g, state, params)
+    norm = np.sqrt(sum(np.sum(np.float64(v) ** 2) for v in g.values()))
+    for k in u:
+      u[k] = beta * u[k] + (np.float64(g[k]) / norm if norm > 0 else 0.0)
+      np.testing.assert_allclose(np.asarray(updates[k]), -lr * u[k], rtol=1e-6, atol=1e-8,
+                                 err_msg=k)
+
+
 # --- NovoGrad's layer-wise moment -------------------------------------------------------
 
 
@@ -609,15 +714,61 @@ def test_layerwise_norm_with_eps_zero_is_exactly_normalized(norm):
                              rtol=1e-6)
 
 
-@pytest.mark.parametrize("eps,eps_root", [(1e-6, 0.0), (0.0, 1e-8)])
-def test_layerwise_norm_zero_gradient_layer_gives_zero(eps, eps_root):
-  tx = scale_by_layerwise_norm(eps=eps, eps_root=eps_root, layer_axes=0)
-  grads = {"stack": np.float32([[0.0, 0.0], [3.0, 4.0]])}
-  out, state = tx.update(grads, tx.init(grads))
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+@pytest.mark.parametrize("eps,eps_root", [(1e-6, 0.0), (0.0, 1e-8), (0.0, 0.0)])
+def test_layerwise_norm_zero_gradient_layer_gives_zero(eps, eps_root, norm):
+  """A zero layer's update is 0 for every eps, eps = eps_root = 0 included (there the
+  formula is 0 / sqrt(0); the update is its limit, 0, not NaN); the non-zero layer
+  next to it is divided by sqrt(v + eps_root) + eps, v = ||g||^2 = 25 (L2) or
+  max|g|^2 = 16 (L-inf)."""
+  tx = scale_by_layerwise_norm(eps=eps, eps_root=eps_root, norm=norm, layer_axes=0)
+  grads = {"stack": np.float32([[0.0, 0.0], [3.0, 4.0]]), "zero": np.zeros(3, np.float32)}
+  out, state = jax.jit(tx.update)(grads, tx.init(grads))
+  v = 25.0 if norm == "l2" else 16.0
   np.testing.assert_allclose(np.asarray(out["stack"]),
-                             [[0.0, 0.0], [3.0 / (np.sqrt(25 + eps_root) + eps),
-                                           4.0 / (np.sqrt(25 + eps_root) + eps)]], rtol=1e-6)
-  np.testing.assert_array_equal(np.asarray(state.nu["stack"]), [0.0, 25.0])
+                             [[0.0, 0.0], [3.0 / (np.sqrt(v + eps_root) + eps),
+                                           4.0 / (np.sqrt(v + eps_root) + eps)]], rtol=1e-6)
+  np.testing.assert_array_equal(np.asarray(out["zero"]), np.zeros(3))
+  np.testing.assert_array_equal(np.asarray(state.nu["stack"]), [0.0, v])
+
+
+@pytest.mark.parametrize("nu_init", ["first", "zero", "first_nonzero"])
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_novograd_with_eps_zero_and_a_layer_with_zero_gradients(nu_init, amsgrad):
+  """novograd(eps=0, eps_root=0): a layer whose first two gradients are zero has v = 0
+  and gets a zero normalized gradient (0 / sqrt(0) is taken as its limit 0, not NaN),
+  then moves once its gradients are non-zero; the other layer is exactly normalized
+  every step. NumPy transcription of Algorithm 1 with its variants."""
+  lr, b1, b2 = 0.1, 0.9, 0.5
+  rng = np.random.default_rng(21)
+  grads = [{"late": np.float32(rng.normal(size=4)) if t >= 2 else np.zeros(4, np.float32),
+            "w": np.float32(rng.normal(size=(3, 2)))} for t in range(4)]
+  params = {"late": np.float32(rng.normal(size=4)), "w": np.float32(rng.normal(size=(3, 2)))}
+  opt = novograd(lr, b1=b1, b2=b2, eps=0.0, eps_root=0.0, nu_init=nu_init, amsgrad=amsgrad)
+  p = jax.tree.map(jnp.asarray, params)
+  state = opt.init(p)
+  w = {k: np.float64(v) for k, v in params.items()}
+  m = {k: np.zeros_like(v) for k, v in w.items()}
+  nu = {k: 0.0 for k in w}
+  nu_max = {k: 0.0 for k in w}
+  for t, g in enumerate(grads):
+    updates, state = opt.update(g, state, p)
+    p = optax.apply_updates(p, updates)
+    for k in w:
+      gk = np.float64(g[k])
+      squared = np.sum(gk ** 2)
+      if (nu_init == "first" and t == 0) or (nu_init == "first_nonzero" and nu[k] == 0.0):
+        nu[k] = squared
+      else:
+        nu[k] = b2 * nu[k] + (1 - b2) * squared
+      nu_max[k] = max(nu_max[k], nu[k])
+      v = nu_max[k] if amsgrad else nu[k]
+      normalized = gk / np.sqrt(v) if v > 0 else np.zeros_like(gk)  # v = 0 only for g = 0
+      m[k] = b1 * m[k] + normalized
+      w[k] = w[k] - lr * m[k]
+    for k in w:
+      np.testing.assert_allclose(np.asarray(p[k]), w[k], rtol=1e-5, atol=1e-6,
+                                 err_msg=f"{k} step {t}")
 
 
 @pytest.mark.parametrize("nu_init", ["first", "zero"])

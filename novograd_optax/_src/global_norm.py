@@ -46,7 +46,8 @@ def normalize_by_global_norm(
   :math:`\|u\|/(\|u\|+\epsilon) \approx 1` (0 for a zero tree).
 
   Args:
-    eps: added to the norm, >= 0; keeps a zero update finite.
+    eps: added to the norm, >= 0. With ``eps=0`` a zero tree stays zero (it is
+      divided by 1, not by its zero norm).
     axis_name: mesh axis name(s) over which every leaf is split inside
       ``shard_map``/``pmap``; the squared norm is ``psum``-ed over them. Not
       needed under ``jax.jit`` with sharded arrays.
@@ -75,7 +76,12 @@ def normalize_by_global_norm(
 
     def normalize(g):
       compute = jnp.promote_types(g.dtype, norm.dtype)
-      return (g.astype(compute) / (norm.astype(compute) + eps)).astype(g.dtype)
+      denominator = norm.astype(compute) + eps
+      # With eps = 0 a zero tree would give 0/0 = NaN; it gets a zero update, as with
+      # any eps > 0 (the limit eps -> 0 of g / (0 + eps) = 0). Dividing by 1 there
+      # changes nothing else: the denominator is 0 only when every entry of the tree is
+      # 0, or so small that its square underflows (then the update is the tiny g).
+      return (g.astype(compute) / jnp.where(denominator == 0, 1, denominator)).astype(g.dtype)
 
     return jax.tree.map(normalize, updates), state
 

@@ -108,7 +108,9 @@ def scale_by_layerwise_norm(
     b2: decay of the layer-wise second moment, in [0, 1). The paper uses
       [0.2, 0.5].
     eps: added to ``sqrt(v)`` (outside the root, as in optax), >= 0.
-    eps_root: added to ``v`` inside the root (the paper's epsilon), >= 0.
+    eps_root: added to ``v`` inside the root (the paper's epsilon), >= 0. With
+      ``eps = eps_root = 0`` a layer with :math:`v_t = 0` is divided by 1, so a
+      zero layer stays zero (not 0/0).
     norm: ``"l2"`` (the paper) or ``"linf"``: the moment then tracks
       :math:`\max|g|^2` and the same formula holds.
     nu_init: ``"first"``: :math:`v_1 = \|g_1\|^2` (Algorithm 1); ``"zero"``: a
@@ -213,7 +215,12 @@ def scale_by_layerwise_norm(
           nu_max[i] = x
       # The reciprocal once per layer: the per-element work is a multiply (the
       # optimized HLO of a division showed the same rewrite).
-      inverse = 1.0 / (jnp.sqrt(denominator_moment + eps_root) + eps)
+      denominator = jnp.sqrt(denominator_moment + eps_root) + eps
+      # With eps = eps_root = 0 a layer whose moment is 0 (all its gradients so far zero,
+      # or so small that their square underflows) would get g * (1/0) = 0 * inf = NaN;
+      # it is divided by 1 instead, so a zero layer gets a zero update as with any
+      # eps > 0. Only an exact zero is replaced: a NaN moment still poisons its layer.
+      inverse = 1.0 / jnp.where(denominator == 0, 1.0, denominator)
       for i, x, inv in zip(group, _split(new, shapes), _split(inverse, shapes), strict=True):
         nu[i], inverses[i] = x, inv
 

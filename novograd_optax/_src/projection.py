@@ -73,12 +73,18 @@ def _project_leaf(g, w, p, delta, wd_ratio, eps, channel_axis):
     dot = jnp.sum(w32 * g32, axis=rows)
     w_norm = jnp.maximum(jnp.sqrt(jnp.sum(w32 * w32, axis=rows)), eps)
     g_norm = jnp.maximum(jnp.sqrt(jnp.sum(g32 * g32, axis=rows)), eps)
-    cosine = jnp.abs(dot) / (w_norm * g_norm)
+    # A row with a zero norm has <w, g> = 0: its cosine is 0, as with any eps > 0.
+    # With eps = 0 (or a product w_norm * g_norm that underflows) it would be 0/0 = NaN,
+    # and one NaN row would make max(cos) NaN and silently turn the whole view off.
+    denominator = w_norm * g_norm
+    cosine = jnp.abs(dot) / jnp.where(denominator == 0, 1, denominator)
     row_length = math.prod(w.shape[a] for a in rows)
     return jnp.max(cosine) < delta / math.sqrt(row_length)
 
   def project(rows):
-    w_hat = w32 / (jnp.sqrt(jnp.sum(w32 * w32, axis=rows, keepdims=True)) + eps)
+    # w_hat of a zero row is 0 (nothing to remove), as 0 / (0 + eps) for any eps > 0.
+    denominator = jnp.sqrt(jnp.sum(w32 * w32, axis=rows, keepdims=True)) + eps
+    w_hat = w32 / jnp.where(denominator == 0, 1, denominator)
     return p32 - w_hat * jnp.sum(w_hat * p32, axis=rows, keepdims=True)
 
   # Both views are computed and selected with `where`, which keeps the rule
@@ -126,7 +132,9 @@ def project_scale_invariant(
       learning rate after this wrapper); a float >= 0 or a schedule.
     weight_decay_mask: a pytree of bools (or a callable), ``True`` where decay
       applies, as in ``optax.add_decayed_weights``.
-    eps: in the cosine and in :math:`\hat w`, >= 0.
+    eps: in the cosine and in :math:`\hat w`, >= 0. A row whose gradient or
+      weights are zero has cosine 0 and :math:`\hat w = 0` for every ``eps``,
+      0 included (not 0/0).
     channel_axis: the output-channel axis of a kernel: ``None`` (default) or
       ``-1``, the last axis, for Flax ``Dense``/``Conv`` kernels
       (``(..., in, out)``); ``0`` for PyTorch layouts ``(out, in, ...)``.
