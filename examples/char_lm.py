@@ -34,14 +34,17 @@ with the tuning protocol of ``examples/protocol.py``:
 The learning-rate grid of one optimizer is trained at once under ``jax.vmap``.
 
 ``python examples/char_lm.py`` runs the reduced configuration; ``--full`` the
-configuration that decides the question (3000 steps, under an hour on 2 CPU cores, 2 processes); ``--scale``
-a larger one for an accelerator; ``--quick`` a seconds-long smoke test.
+configuration sized to decide the question (3000 steps; about 175 CPU-minutes, so about
+1.5 hours on 2 idle cores with its 2 processes, estimated from a partial run; it resumes
+from its cache when interrupted); ``--scale`` a larger one for an accelerator;
+``--quick`` a seconds-long smoke test.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import os
 import sys
 import time
@@ -75,8 +78,8 @@ CONFIGS = {
                     context=32, train_chars=32_768, eval_every=50, eval_batches=32,
                     seeds=(0, 1, 2), kappa=(3e-4,), jobs=1),
     # 5x the reduced run's steps on the same text (about 47 passes over it): long enough
-    # for the validation loss to flatten (small) or turn up (medium); about 45 minutes on
-    # 2 CPU cores with 2 processes (measured: README)
+    # for the validation loss to flatten (small) or turn up (medium). Estimated from a
+    # partial run (2026-12-01): ~29 CPU-minutes per small candidate, ~2x per medium one
     "full": dict(sizes=("small", "medium"), steps=3000, warmup=300, batch_size=16,
                  context=32, train_chars=32_768, eval_every=150, eval_batches=32,
                  seeds=(0, 1, 2), kappa=(3e-4,), jobs=2),
@@ -366,7 +369,7 @@ def parse_args(argv):
   group = parser.add_mutually_exclusive_group()
   group.add_argument("--quick", action="store_true", help="seconds-long smoke test")
   group.add_argument("--full", action="store_true",
-                     help="the full configuration (under an hour on 2 CPU cores, 2 processes)")
+                     help="the full configuration (~1.5 h on 2 idle CPU cores, estimated)")
   group.add_argument("--scale", action="store_true", help="a larger run for an accelerator")
   parser.add_argument("--sizes", default=None, help=f"comma-separated of {sorted(SIZES)}")
   parser.add_argument("--steps", type=int, default=None)
@@ -376,6 +379,11 @@ def parse_args(argv):
   parser.add_argument("--jobs", type=int, default=None, help="parallel processes")
   parser.add_argument("--out", default=None,
                       help="results JSON (default results/char_lm_<configuration>.json)")
+  parser.add_argument("--cache", default=None,
+                      help="folder keeping every finished training call, so an interrupted "
+                           "run resumes (default for --full and --scale: "
+                           "results/cache/char_lm_<configuration>)")
+  parser.add_argument("--no-cache", action="store_true", help="train everything afresh")
   args = parser.parse_args(argv)
   args.configuration = ("quick" if args.quick else "full" if args.full
                         else "scale" if args.scale else "reduced")
@@ -419,6 +427,26 @@ def candidates_for(config: dict) -> list[dict]:
   return out
 
 
+def cached_evaluate(args):
+  """``evaluate``, wrapped so that finished calls are kept on disk (``--cache``; on by
+  default for the long configurations). The cache is keyed by this file, the protocol,
+  the library's sources and the JAX/optax/flax versions, so edited code trains afresh."""
+  folder = args.cache
+  if folder is None and args.configuration in ("full", "scale"):
+    folder = os.path.join("results", "cache", f"char_lm_{args.configuration}")
+  if args.no_cache or not folder:
+    return evaluate
+  library = os.path.join(os.path.dirname(_HERE), "novograd_optax")
+  sources = [os.path.abspath(__file__), protocol.__file__,
+             *(os.path.join(root, name) for root, _, names in os.walk(library)
+               for name in names if name.endswith(".py"))]
+  versions = " ".join(f"{name} {importlib.metadata.version(name)}"
+                      for name in ("jax", "jaxlib", "optax", "flax"))
+  version = f"{protocol.source_version(*sources)} {versions}"
+  print(f"finished training calls are kept in {folder} (--no-cache to train afresh)")
+  return protocol.CachedEvaluate(evaluate, folder, version)
+
+
 def main(argv=None) -> dict:
   args = parse_args(argv)
   config = config_from_args(args)
@@ -427,7 +455,7 @@ def main(argv=None) -> dict:
   print(f"{args.configuration} configuration: {train_b.size} training, {valid_b.size} "
         f"validation, {test_b.size} test characters, {len(alphabet)} symbols")
   results = protocol.run_protocol(
-      evaluate, candidates_for(config), seeds=config["seeds"], score_key="valid_loss",
+      cached_evaluate(args), candidates_for(config), seeds=config["seeds"], score_key="valid_loss",
       higher_is_better=False, report_keys=("train_loss", "valid_loss", "test_loss", "gap"),
       jobs=config["jobs"])
   comparisons = []

@@ -32,12 +32,17 @@ turns those files into the tables and plots of ``docs/experiments.md``.
 
 ``run_protocol(..., jobs=N)`` tunes the candidates in ``N`` parallel processes (one
 candidate per task); ``evaluate`` must then be a module-level function.
+
+A long run survives an interruption when its ``evaluate`` is wrapped in
+:class:`CachedEvaluate`: every call's metrics are stored in a folder as soon as they are
+computed, and a rerun of the same command reads them back instead of training again.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import hashlib
 import importlib.metadata
 import json
 import math
@@ -145,6 +150,56 @@ def verdict(a: Sequence[float], b: Sequence[float], higher_is_better: bool) -> s
   if sign * min(b, key=lambda v: sign * v) > sign * max(a, key=lambda v: sign * v):
     return "loses"
   return "tie"
+
+
+# ------------------------------------------------------------------------------ resume
+
+
+class CachedEvaluate:
+  """``evaluate`` with each call's metrics stored in ``folder``, so an interrupted run
+  resumes where it stopped.
+
+  A call is keyed by its ``options``, learning rates and seed, and by ``version`` (a
+  string the experiment derives from everything else its results depend on, e.g. a hash
+  of its sources): a changed experiment never reads a stale entry. Entries are written
+  to a temporary file and renamed, so parallel workers and a kill mid-write leave no
+  half-written entry. Metrics come back through JSON: NaN and Inf are ``None``, which
+  the protocol scores as NaN (a diverged run), as it does for a fresh run.
+  """
+
+  def __init__(self, evaluate: Evaluate, folder: str, version: str = ""):
+    self.evaluate, self.folder, self.version = evaluate, folder, version
+
+  def _key(self, options: dict, learning_rates: Sequence[float], seed: int) -> str:
+    return json.dumps({"options": _jsonable(options),
+                       "learning_rates": [float(lr) for lr in learning_rates],
+                       "seed": int(seed), "version": self.version}, sort_keys=True)
+
+  def __call__(self, options: dict, learning_rates: list, seed: int) -> list:
+    key = self._key(options, learning_rates, seed)
+    path = os.path.join(self.folder, hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+    if os.path.exists(path):
+      with open(path) as f:
+        entry = json.load(f)
+      if entry["key"] == key:
+        return entry["metrics"]
+    metrics = self.evaluate(options, learning_rates, seed)
+    os.makedirs(self.folder, exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as f:
+      json.dump({"key": key, "metrics": _jsonable(metrics)}, f, allow_nan=False)
+    os.replace(temporary, path)
+    return metrics
+
+
+def source_version(*paths: str) -> str:
+  """A hash of the files ``paths`` (an experiment's sources), for
+  :class:`CachedEvaluate`'s ``version``."""
+  digest = hashlib.sha256()
+  for path in sorted(paths):
+    with open(path, "rb") as f:
+      digest.update(f.read())
+  return digest.hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- search

@@ -112,3 +112,23 @@ def test_quick_cli_writes_results_with_interior_optima(tmp_path, monkeypatch):
   assert best["novograd"] == pytest.approx(0.1 * 10 ** 0.5)
   assert best["adamw"] == pytest.approx(3e-3 * 10 ** 0.5)
   assert all(r["interior"] for r in record["results"])
+
+
+def test_a_rerun_with_a_cache_reads_every_training_call_back(tmp_path, monkeypatch):
+  calls = []
+
+  def fake(name, lrs, *, seed, **kwargs):
+    calls.append((name, tuple(lrs), seed))
+    return [{"train_loss": 2.0 + lr, "valid_loss": 2.1 + (lr - 0.1) ** 2, "test_loss": 2.1,
+             "gap": 0.1, "curve_step": [1], "curve_train": [2.0], "curve_valid": [2.1]}
+            for lr in lrs]
+
+  monkeypatch.setattr(char_lm, "train_grid", fake)
+  argv = ["--quick", "--cache", str(tmp_path / "cache")]
+  first = char_lm.main([*argv, "--out", str(tmp_path / "a.json")])
+  trained = len(calls)
+  second = char_lm.main([*argv, "--out", str(tmp_path / "b.json")])
+  assert trained > 0 and len(calls) == trained
+  assert second["results"] == first["results"]
+  char_lm.main([*argv, "--no-cache", "--out", str(tmp_path / "c.json")])
+  assert len(calls) == 2 * trained

@@ -140,3 +140,75 @@ def test_write_results_records_environment_and_command(tmp_path):
   assert "jax" in record["environment"]["versions"]
   with pytest.raises(ValueError, match="configuration"):
     protocol.write_results(str(path), "demo", "big", {}, {})
+
+
+# ------------------------------------------------------------------------------ resume
+
+
+class CountingEvaluate:
+  """An evaluate whose score is a known function of (lr, seed), counting its calls."""
+
+  def __init__(self):
+    self.calls = []
+
+  def __call__(self, options, lrs, seed):
+    self.calls.append((dict(options), list(lrs), seed))
+    return [{"score": (math.log10(lr) + 1) ** 2 + 0.01 * seed + options.get("shift", 0.0),
+             "curve": [lr, 2 * lr]} for lr in lrs]
+
+
+def test_cached_evaluate_trains_each_call_once_and_returns_the_same_metrics(tmp_path):
+  inner = CountingEvaluate()
+  cached = protocol.CachedEvaluate(inner, str(tmp_path / "cache"), version="v1")
+  first = cached({"shift": 0.5}, [0.01, 0.1], 2)
+  again = cached({"shift": 0.5}, [0.01, 0.1], 2)
+  assert len(inner.calls) == 1
+  assert again == first == inner({"shift": 0.5}, [0.01, 0.1], 2)
+  # a different seed, grid, option or version is a different call
+  cached({"shift": 0.5}, [0.01, 0.1], 3)
+  cached({"shift": 0.5}, [0.01], 2)
+  cached({"shift": 0.0}, [0.01, 0.1], 2)
+  protocol.CachedEvaluate(inner, str(tmp_path / "cache"), version="v2")(
+      {"shift": 0.5}, [0.01, 0.1], 2)
+  assert len(inner.calls) == 1 + 1 + 4
+  assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+def test_cached_evaluate_stores_a_diverged_run_as_none_which_scores_as_nan(tmp_path):
+  cached = protocol.CachedEvaluate(lambda o, lrs, s: [{"score": math.nan} for _ in lrs],
+                                   str(tmp_path))
+  cached({}, [1.0], 0)
+  assert cached({}, [1.0], 0) == [{"score": None}]
+  assert math.isnan(protocol._nan(None))
+
+
+def test_an_interrupted_protocol_resumes_with_the_result_of_an_uninterrupted_one(tmp_path):
+  candidates = [{"name": "a", "options": {}, "learning_rates": protocol.log_grid(0.1)},
+                {"name": "b", "options": {"shift": 1.0},
+                 "learning_rates": protocol.log_grid(1.0)}]
+  kwargs = dict(seeds=[0, 1, 2], score_key="score", higher_is_better=False,
+                report_keys=["score"], progress=None)
+  reference = protocol.run_protocol(CountingEvaluate(), candidates, **kwargs)
+
+  class Interrupted(Exception):
+    pass
+
+  inner = CountingEvaluate()
+
+  def dies_after_three(options, lrs, seed):
+    if len(inner.calls) == 3:
+      raise Interrupted
+    return inner(options, lrs, seed)
+
+  folder = str(tmp_path / "cache")
+  with pytest.raises(Interrupted):
+    protocol.run_protocol(protocol.CachedEvaluate(dies_after_three, folder), candidates,
+                          **kwargs)
+  resumed_inner = CountingEvaluate()
+  resumed = protocol.run_protocol(protocol.CachedEvaluate(resumed_inner, folder),
+                                  candidates, **kwargs)
+  assert resumed == reference
+  # the three calls finished before the interruption were read back, not trained again
+  fresh = CountingEvaluate()
+  protocol.run_protocol(fresh, candidates, **kwargs)
+  assert resumed_inner.calls == fresh.calls[3:]
