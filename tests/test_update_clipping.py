@@ -164,7 +164,83 @@ class ClipByLayerwiseTrustRatioTest(chex.TestCase, parameterized.TestCase):
     self.assertNotEqual(jax.tree.structure(novograd(0.1, trust_coefficient=1e-3).init(params)),
                         jax.tree.structure(plain))
 
+  def test_defaults_are_larcs(self):
+    """The defaults are NVIDIA LARC's: trust 0.02, clip mode against a learning rate of 1,
+    eps = 1e-8 in the denominator, no decay, no floor, zero layers left unscaled; the step
+    count is an int32 that counts updates. A layer with ||w|| = 1e-7 and ||x|| = 1e-8
+    shows eps (local = 0.02e-7 / 2e-8 = 0.1, 0.2 without it)."""
+    rng = np.random.default_rng(40)
+    unit = lambda v: v / np.linalg.norm(v)
+    params = {"w": np.float32(rng.normal(size=(4, 3))), "tiny": np.float32(1e-7 * unit(
+        rng.normal(size=5))), "zero": np.zeros(3, np.float32)}
+    grads = {"w": np.float32(rng.normal(size=(4, 3))), "tiny": np.float32(1e-8 * unit(
+        rng.normal(size=5))), "zero": np.float32(rng.normal(size=3))}
+    tx = clip_by_layerwise_trust_ratio()
+    state = tx.init(params)
+    self.assertEqual(state.count.dtype, jnp.int32)
+    self.assertEqual(state.count.shape, ())
+    out, state = tx.update(grads, state, params)
+    for k in params:
+      w, x = np.float64(params[k]), np.float64(grads[k])
+      w_norm, x_norm = np.linalg.norm(w), np.linalg.norm(x)
+      factor = min(0.02 * w_norm / (x_norm + 1e-8), 1.0) if w_norm > 0 else 1.0
+      np.testing.assert_allclose(np.asarray(out[k]), x * factor, rtol=1e-5, err_msg=k)
+    np.testing.assert_allclose(float(out["tiny"][0] / grads["tiny"][0]), 0.1, rtol=1e-5)
+    self.assertEqual(state.count.dtype, jnp.int32)
+    self.assertEqual(int(state.count), 1)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_weight_decay_and_learning_rate_schedules(self):
+    """weight_decay and learning_rate schedules are read at the step count (0, 1, 2):
+    NumPy transcription of LARC's clip mode with d_t and lr_t."""
+    shapes = {"a": (4, 3), "b": (6,)}
+    params = random_tree(41, shapes)
+    lr = optax.linear_schedule(0.5, 0.1, 3)
+    wd = optax.linear_schedule(0.1, 0.4, 2)
+    trust, eps = 0.05, 1e-8
+    tx = clip_by_layerwise_trust_ratio(trust, learning_rate=lr, weight_decay=wd, eps=eps)
+    update = self.variant(tx.update)
+    state = tx.init(params)
+    for t in range(3):
+      grads = random_tree(42 + t, shapes)
+      out, state = update(grads, state, params)
+      lr_t, wd_t = 0.5 - 0.4 * min(t, 3) / 3, 0.1 + 0.3 * min(t, 2) / 2
+      for k in shapes:
+        w, x = np.float64(params[k]), np.float64(grads[k])
+        w_norm = np.linalg.norm(w)
+        local = trust * w_norm / (np.linalg.norm(x) + wd_t * w_norm + eps)
+        expected = (x + wd_t * w) * min(local / lr_t, 1.0)
+        np.testing.assert_allclose(np.asarray(out[k]), expected, rtol=1e-5,
+                                   err_msg=f"{k} step {t}")
+
+  def test_complex_and_half_precision_leaves(self):
+    """Complex leaves use ||x||^2 = sum |x|^2 and keep their imaginary part through the
+    decay and the scaling; bfloat16 and float16 leaves are scaled in float32 and keep
+    their dtype. NumPy in complex128 / float64 on the same numbers."""
+    rng = np.random.default_rng(43)
+    cplx = lambda *s: np.complex64(rng.normal(size=s) + 1j * rng.normal(size=s))
+    params = {"z": cplx(4, 3), "bf": jnp.asarray(rng.normal(size=(5,)), jnp.bfloat16),
+              "h": np.float16(rng.normal(size=(3, 2)))}
+    grads = {"z": cplx(4, 3), "bf": jnp.asarray(rng.normal(size=(5,)), jnp.bfloat16),
+             "h": np.float16(rng.normal(size=(3, 2)))}
+    trust, lr, wd, eps = 0.05, 0.5, 0.1, 1e-8
+    for mode in ("clip", "scale"):
+      tx = clip_by_layerwise_trust_ratio(trust, learning_rate=lr, weight_decay=wd, eps=eps,
+                                         mode=mode)
+      out, _ = tx.update(grads, tx.init(params), params)
+      for k in params:
+        x, w = (np.asarray(t[k]).astype(np.complex128 if k == "z" else np.float64)
+                for t in (grads, params))
+        w_norm, x_norm = np.linalg.norm(w), np.linalg.norm(x)
+        local = trust * w_norm / (x_norm + wd * w_norm + eps)
+        factor = min(local / lr, 1.0) if mode == "clip" else local
+        self.assertEqual(out[k].dtype, jnp.asarray(params[k]).dtype, k)
+        np.testing.assert_allclose(np.asarray(out[k]).astype(x.dtype), (x + wd * w) * factor,
+                                   rtol=1e-5 if k == "z" else 1e-2, err_msg=f"{mode} {k}")
+
   def test_rejects_bad_arguments(self):
+    with self.assertRaisesRegex(ValueError, "eps"):
+      clip_by_layerwise_trust_ratio(0.02, eps=0.0, skip_zero_norms=False)
     with self.assertRaisesRegex(ValueError, "trust_coefficient"):
       clip_by_layerwise_trust_ratio(0.0)
     with self.assertRaisesRegex(ValueError, "learning_rate"):
