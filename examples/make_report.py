@@ -312,6 +312,11 @@ def mnist_section(record: dict, plots: bool) -> tuple[str, list[dict]]:
   lines += ["Largest batch whose mean test accuracy is within 1 point of the same "
             "optimizer's smallest-batch accuracy (main epochs): "
             + ", ".join(f"{k} **{v}**" for k, v in within.items()) + ".", ""]
+  smallest = min(b for _, b in cols)
+  if within and all(v == smallest for v in within.values()):
+    lines += ["Every optimizer falls more than 1 point behind at the next batch size, so "
+              "this measure does not separate them here; the accuracies at each batch "
+              "and the verdicts below do.", ""]
   vrows = [[c["a"], c["b"], pm(c["a_summary"], 100, 1), pm(c["b_summary"], 100, 1),
             c["verdict"]] for c in record["comparisons"]]
   lines += ["Verdicts on test accuracy (*wins* = every seed above every seed of the other):",
