@@ -18,7 +18,9 @@ optimizers get the same treatment:
    examples and evaluations; the protocol only chooses hyperparameters.
 4. **Seeds.** The best learning rate *and its two grid neighbours* are re-run with every
    seed in ``seeds``; the final choice is the best of those three by the mean score over
-   seeds, so the choice itself is not seed noise. Reported: mean, sample standard
+   seeds, so the choice itself is not seed noise. When that mean prefers an edge of the
+   grid, the grid is widened there (within the same ``max_widenings``) and the seeds are
+   re-run around the new choice. Reported: mean, sample standard
    deviation (``ddof=1``), min and max over seeds.
 5. **Verdict.** ``A`` *wins* against ``B`` when every seed of ``A`` is better than every
    seed of ``B`` (their min-max ranges do not overlap), *loses* in the mirrored case, and
@@ -259,24 +261,47 @@ def tune_candidate(evaluate: Evaluate, candidate: dict, *, seeds: Sequence[int],
   if best_search["weight_decay"] is not None:
     options["weight_decay"] = best_search["weight_decay"]
 
-  grid = [p["lr"] for p in best_search["points"]]
-  i = grid.index(best_search["best_lr"])
-  confirm_lrs = grid[max(i - 1, 0):i + 2]
+  points = {p["lr"]: p for p in best_search["points"]}
+  centre = best_search["best_lr"]
   # per lr: the metrics of every seed (the tuning seed's run is reused).
-  by_lr = {lr: [next(p for p in best_search["points"] if p["lr"] == lr)] for lr in confirm_lrs}
-  for seed in seeds[1:]:
-    for lr, metrics in zip(confirm_lrs, evaluate(options, confirm_lrs, seed), strict=True):
-      by_lr[lr].append(dict(metrics))
-  mean_scores = [summarize([_nan(m[score_key]) for m in by_lr[lr]])["mean"]
-                 for lr in confirm_lrs]
-  final_lr = confirm_lrs[best_index(mean_scores, higher_is_better)]
+  by_lr: dict[float, list] = {}
+  widenings = best_search["widenings"]
+  while True:
+    grid = sorted(points)
+    i = grid.index(centre)
+    confirm_lrs = grid[max(i - 1, 0):i + 2]
+    todo = [lr for lr in confirm_lrs if lr not in by_lr]
+    for lr in todo:
+      by_lr[lr] = [points[lr]]
+    for seed in seeds[1:]:
+      if todo:
+        for lr, metrics in zip(todo, evaluate(options, todo, seed), strict=True):
+          by_lr[lr].append(dict(metrics))
+    mean_scores = [summarize([_nan(m[score_key]) for m in by_lr[lr]])["mean"]
+                   for lr in confirm_lrs]
+    final_lr = confirm_lrs[best_index(mean_scores, higher_is_better)]
+    # The mean over seeds may prefer the grid's edge although the tuning seed did not:
+    # then the grid is widened on that side too (tuning seed first) and the seeds re-run
+    # around the new centre, so the final choice is interior whenever the budget allows.
+    extra = widen(grid, grid.index(final_lr), ratio)
+    if not extra or widenings >= max_widenings:
+      break
+    widenings += 1
+    points.update((lr, {"lr": lr, **m}) for lr, m in
+                  zip(extra, evaluate(options, extra, seeds[0]), strict=True))
+    centre = final_lr
   runs = by_lr[final_lr]
+  best_search["points"] = [points[lr] for lr in grid]
+  best_search["widenings"] = widenings
+  # Interior: the final rate and the tuning seed's best both have grid points on each side.
+  tuning_best = best_index([points[lr][score_key] for lr in grid], higher_is_better)
   return {
       "name": candidate["name"], "options": options,
       "weight_decay": best_search["weight_decay"],
       "searches": searches, "best_lr": final_lr,
       "tuning_best_lr": best_search["best_lr"],
-      "interior": best_search["interior"] and final_lr != grid[0] and final_lr != grid[-1],
+      "interior": (is_interior(grid.index(final_lr), len(grid))
+                   and is_interior(tuning_best, len(grid))),
       "seeds": seeds,
       "confirmation": [{"lr": lr, "mean_score": s, "runs": [_strip(m) for m in by_lr[lr]]}
                        for lr, s in zip(confirm_lrs, mean_scores, strict=True)],
