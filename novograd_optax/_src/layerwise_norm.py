@@ -209,9 +209,10 @@ def scale_by_layerwise_norm(
       restart = jnp.isposinf(previous)
       if nu_init == "first_nonzero":
         restart = restart | (previous == 0)
-      # where(restart, s, d * v + (1 - d) * s) written as a + b * s (the same values:
+      # where(restart, s, d * v + (1 - d) * s) written as a + b * s (the same formula:
       # a restart gives 0 + 1 * s): XLA:CPU does not fuse a reduction into an
-      # operand of a select, and this form saves a kernel per leaf.
+      # operand of a select, and this form saves a kernel per leaf. The fused
+      # reduction may round differently (nu within 1 ulp of the unfused one).
       new = (jnp.where(restart, 0.0, decay * previous)
              + jnp.where(restart, 1.0, 1.0 - decay) * squared).astype(previous.dtype)
       if not amsgrad:
