@@ -40,31 +40,43 @@ class ScaleByLayerwiseNormState(NamedTuple):
   nu_max: Optional[optax.Updates] = None
 
 
-# The multi-tensor step: every leaf is reduced on its own, and the per-layer squared norms
-# of up to _MAX_LEAVES_PER_VECTOR leaves of one (moment dtype, norm dtype) are gathered
-# into one vector, so the moment update, its inf restart, the AMSGrad maximum and the
-# reciprocal are one small computation for all of them, there is one all-reduce under
-# axis_name, and the reductions feeding one concatenation can be fused together (XLA
-# fuses sibling reductions horizontally on GPU; on CPU into the concatenation). Only
-# these scalars are concatenated, never the gradients: stacking leaves copies them,
-# and would gather a leaf that is sharded over devices. The state keeps one nu per
-# leaf, keyed like the params (checkpoints and monitoring are unchanged). Measured in
-# docs/performance.md (benchmarks/update_step.py).
+# How the step is built, for XLA: each leaf is reduced on its own and its moment update
+# is a few scalar operations of its own, which XLA:CPU fuses into the reduction's last
+# kernel and which write nu straight to its state entry. The reciprocals of the
+# denominators of _LEAVES_PER_VECTOR leaves of one dtype are taken together on one small
+# vector (one kernel for them, into which XLA:CPU fuses the concatenation), and each
+# leaf's elementwise update reads its value with a slice fused into it; under axis_name
+# the squared norms of such a group are all-reduced together. Small groups: on XLA:CPU
+# a concatenation of many scalars whose slices feed as many fusions compiles slowly
+# (GPT-2, 148 leaves: ~20 s with groups of 64, as with one vector for the whole
+# moment update, against ~9 s with groups of 8 or none), and gathering the moments
+# themselves into a vector costs a slice kernel per leaf to write nu back. Gradients
+# are never concatenated: stacking leaves copies them, and would gather a leaf that is
+# sharded over devices. The state keeps one nu per leaf, keyed like the params.
+# Measured in docs/performance.md (benchmarks/update_step.py).
+_LEAVES_PER_VECTOR = 8
 
-# At most this many leaves share a vector: XLA compiles a concatenation of thousands of
-# operands slowly (with the reductions fused into it, 98 s against AdamW's 22 s for a
-# 500-leaf step on CPU; 28 s with vectors of 64).
-_MAX_LEAVES_PER_VECTOR = 64
 
-
-def _moment_groups(squared_norms, nus) -> list[list[int]]:
-  """Indices of the leaves whose per-layer scalars share a vector: same dtypes, at most
-  _MAX_LEAVES_PER_VECTOR of them."""
+def _vector_groups(scalars) -> list[list[int]]:
+  """Indices of the leaves whose per-layer values share a vector: same dtype, at most
+  _LEAVES_PER_VECTOR of them."""
   groups: dict[Any, list[int]] = {}
-  for i, (squared, nu) in enumerate(zip(squared_norms, nus, strict=True)):
-    groups.setdefault((jnp.result_type(nu), jnp.result_type(squared)), []).append(i)
-  return [group[start:start + _MAX_LEAVES_PER_VECTOR] for group in groups.values()
-          for start in range(0, len(group), _MAX_LEAVES_PER_VECTOR)]
+  for i, x in enumerate(scalars):
+    groups.setdefault(jnp.result_type(x), []).append(i)
+  return [group[start:start + _LEAVES_PER_VECTOR] for group in groups.values()
+          for start in range(0, len(group), _LEAVES_PER_VECTOR)]
+
+
+def _batched(fn, values) -> list[jax.Array]:
+  """``[fn(v) for v in values]`` for an elementwise ``fn``, applied to each group's
+  concatenation of values (the same numbers, fewer kernels)."""
+  out = list(values)
+  for group in _vector_groups(values):
+    shapes = [jnp.shape(values[i]) for i in group]
+    result = fn(_concatenate([values[i] for i in group]))
+    for i, x in zip(group, _split(result, shapes), strict=True):
+      out[i] = x
+  return out
 
 
 def _concatenate(pieces) -> jax.Array:
@@ -184,19 +196,14 @@ def scale_by_layerwise_norm(
     lays = treedef.flatten_up_to(layers)
     old_nu = treedef.flatten_up_to(state.nu)
     old_nu_max = treedef.flatten_up_to(state.nu_max) if amsgrad else None
-    # One reduction per leaf; the all-reduce over axis_name is done once, on the vector.
     squared_norms = [layers_lib.layer_squared_norms(g, lay, norm) for g, lay in zip(
         grads, lays, strict=True)]
-    nu: list[Any] = [None] * len(grads)
-    nu_max: list[Any] = [None] * len(grads)
-    inverses: list[Any] = [None] * len(grads)
-    for group in _moment_groups(squared_norms, old_nu):
-      shapes = [jnp.shape(old_nu[i]) for i in group]
-      squared = _concatenate([squared_norms[i] for i in group])
-      if axis_name is not None:
-        reduce = jax.lax.psum if norm == "l2" else jax.lax.pmax
-        squared = reduce(squared, axis_name)
-      previous = _concatenate([old_nu[i] for i in group])
+    if axis_name is not None:
+      # One all-reduce per group of leaves instead of one per leaf.
+      reduce = jax.lax.psum if norm == "l2" else jax.lax.pmax
+      squared_norms = _batched(lambda x: reduce(x, axis_name), squared_norms)
+
+    def moment(squared, previous, previous_max):
       # A float32 overflow of ||g||^2 (|g| ~ 1e20) leaves v = inf: that step's update
       # is g / inf = 0, but b2 * inf would then zero every later update of the layer,
       # silently and forever (and 0 * inf would be NaN for b2 = 0). An inf moment
@@ -204,25 +211,31 @@ def scale_by_layerwise_norm(
       restart = jnp.isposinf(previous)
       if nu_init == "first_nonzero":
         restart = restart | (previous == 0)
-      new = jnp.where(restart, squared,
-                      decay * previous + (1.0 - decay) * squared).astype(previous.dtype)
-      denominator_moment = new
-      if amsgrad:
-        previous_max = _concatenate([old_nu_max[i] for i in group])
-        new_max = jnp.where(jnp.isposinf(previous_max), new, jnp.maximum(previous_max, new))
-        denominator_moment = new_max
-        for i, x in zip(group, _split(new_max, shapes), strict=True):
-          nu_max[i] = x
-      # The reciprocal once per layer: the per-element work is a multiply (the
-      # optimized HLO of a division showed the same rewrite).
-      denominator = jnp.sqrt(denominator_moment + eps_root) + eps
+      # where(restart, s, d * v + (1 - d) * s) written as a + b * s (the same formula:
+      # a restart gives 0 + 1 * s): XLA:CPU does not fuse a reduction into an
+      # operand of a select, and this form saves a kernel per leaf. The fused
+      # reduction may round differently (nu within 1 ulp of the unfused one).
+      new = (jnp.where(restart, 0.0, decay * previous)
+             + jnp.where(restart, 1.0, 1.0 - decay) * squared).astype(previous.dtype)
+      if not amsgrad:
+        return new, None
+      return new, jnp.where(jnp.isposinf(previous_max), new, jnp.maximum(previous_max, new))
+
+    moments = [moment(squared, previous, old_nu_max[i] if amsgrad else None)
+               for i, (squared, previous) in enumerate(zip(squared_norms, old_nu, strict=True))]
+    nu = [m[0] for m in moments]
+    nu_max = [m[1] for m in moments]
+    # The reciprocal once per layer: the per-element work is a multiply (the
+    # optimized HLO of a division showed the same rewrite).
+    def reciprocal(moment_vector):
+      denominator = jnp.sqrt(moment_vector + eps_root) + eps
       # With eps = eps_root = 0 a layer whose moment is 0 (all its gradients so far zero,
       # or so small that their square underflows) would get g * (1/0) = 0 * inf = NaN;
       # it is divided by 1 instead, so a zero layer gets a zero update as with any
       # eps > 0. Only an exact zero is replaced: a NaN moment still poisons its layer.
-      inverse = 1.0 / jnp.where(denominator == 0, 1.0, denominator)
-      for i, x, inv in zip(group, _split(new, shapes), _split(inverse, shapes), strict=True):
-        nu[i], inverses[i] = x, inv
+      return 1.0 / jnp.where(denominator == 0, 1.0, denominator)
+
+    inverses = _batched(reciprocal, nu_max if amsgrad else nu)
 
     def normalize(g, inverse, lay):
       inverse = jnp.expand_dims(inverse, lay.reduce_axes)
