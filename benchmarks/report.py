@@ -183,13 +183,20 @@ python -m benchmarks.report results/benchmarks/<backend>.json docs/performance.m
 
 NovoGrad needs one reduction per layer (its squared norm) before the elementwise
 update of that layer. `scale_by_layerwise_norm` reduces each leaf on its own (leaves
-are never concatenated, so a leaf sharded over devices stays where it is) and gathers
-the per-layer squared norms of all leaves of one dtype into one vector: the moment
-update, its overflow restart, the AMSGrad maximum and the reciprocal of the
-denominator are one small computation for the whole model, and under `axis_name` one
-all-reduce serves every layer. The elementwise part (normalize, decay, momentum,
-learning rate, `apply_updates`) stays one fusion per leaf. The state keeps `nu` keyed
-like the params.
+are never concatenated, so a leaf sharded over devices stays where it is); the moment
+update of a leaf (its overflow restart and the AMSGrad maximum included) is written so
+that XLA fuses it into the last kernel of that leaf's reduction, and `nu` is written
+back without slices. Only the reciprocals of the denominators are computed together,
+on vectors of up to 8 leaves of one dtype, and under `axis_name` the squared norms are
+all-reduced in the same groups (XLA combines those all-reduces). The elementwise part
+(normalize, decay, momentum, learning rate, `apply_updates`) stays one fusion per leaf.
+The state keeps `nu` keyed like the params.
+
+The previous design gathered the per-layer norms of all leaves of one dtype (up to 64)
+into one vector for the moment update and sliced it back per leaf; XLA:CPU compiles
+fusions holding such slices slowly, super-linearly in the group size. **The CPU tables
+below were measured on that previous design** (2026-12-01, before the change) and are
+to be re-measured with the commands above.
 
 Before this design, small leaves of one shape were stacked (copied) and reduced
 together, and each leaf's moment update was a few scalar kernels of its own. Measured on
