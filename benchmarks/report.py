@@ -38,10 +38,13 @@ WHY_MISSED: dict[tuple[str, str, str | None], str] = {
         "XLA:CPU emits, per leaf, the reduction (for mid-size vectors: a square, a"
         " `reduce-window` and a reduce), the momentum update and the weight update as"
         " separate fusions (it does not fuse the new momentum with `apply_updates`:"
-        " SGD-momentum has 2 per leaf too) and one slice per leaf that writes `nu` back to"
-        " its state entry. On a GPU these slices and small reductions are candidates for"
-        " horizontal fusion; CPU operation counts do not predict GPU kernel counts (to be"
-        " counted on a GPU).",
+        " SGD-momentum has 2 per leaf too), and it never fuses the reciprocal of a"
+        " denominator (a divide and a square root) into the kernel that broadcasts it, so"
+        " each group of 8 reciprocals is a kernel of its own. On a GPU small reductions are"
+        " candidates for horizontal fusion; CPU operation counts do not predict GPU kernel"
+        " counts (to be counted on a GPU). The kernel column counts the entry computation"
+        " only: `optax.novograd` does its norm and moment work inside two `lax.cond`s, so"
+        " its count is far lower than the operations it runs.",
     ("cpu", "temporaries (bytes)", "deep"):
         "XLA:CPU materializes g² of every 1000-element leaf before its `reduce-window`"
         " (2000 × 1000 × 4 bytes = 7.6 MiB); see kernels.",
@@ -55,8 +58,8 @@ WHY_MISSED: dict[tuple[str, str, str | None], str] = {
     ("cpu", "compile time / AdamW's", None):
         "XLA:CPU compiles each per-leaf reduction into a kernel of its own; AdamW's step has"
         " no reduction (`optax.novograd`, with per-leaf norms too, also compiles slower than"
-        " AdamW). On the 2000-leaf tree the per-layer vectors hold at most 64 leaves: one"
-        " vector for all 2000 compiled several times slower still.",
+        " AdamW). Batching the reciprocals in groups of 8 costs some compile time on"
+        " ResNet-50 (not batching them compiled faster there, with 140 more operations).",
 }
 
 
@@ -194,9 +197,8 @@ The state keeps `nu` keyed like the params.
 
 The previous design gathered the per-layer norms of all leaves of one dtype (up to 64)
 into one vector for the moment update and sliced it back per leaf; XLA:CPU compiles
-fusions holding such slices slowly, super-linearly in the group size. **The CPU tables
-below were measured on that previous design** (2026-12-01, before the change) and are
-to be re-measured with the commands above.
+fusions holding such slices slowly, super-linearly in the group size (its CPU figures
+are in the history of `results/benchmarks/cpu.json`).
 
 Before this design, small leaves of one shape were stacked (copied) and reduced
 together, and each leaf's moment update was a few scalar kernels of its own. Measured on
