@@ -273,10 +273,9 @@ def tune_candidate(evaluate: Evaluate, candidate: dict, *, seeds: Sequence[int],
     todo = [lr for lr in confirm_lrs if lr not in by_lr]
     for lr in todo:
       by_lr[lr] = [points[lr]]
-    for seed in seeds[1:]:
-      if todo:
-        for lr, metrics in zip(todo, evaluate(options, todo, seed), strict=True):
-          by_lr[lr].append(dict(metrics))
+    for seed in seeds[1:] if todo else []:
+      for lr, metrics in zip(todo, evaluate(options, todo, seed), strict=True):
+        by_lr[lr].append(dict(metrics))
     mean_scores = [summarize([_nan(m[score_key]) for m in by_lr[lr]])["mean"]
                    for lr in confirm_lrs]
     final_lr = confirm_lrs[best_index(mean_scores, higher_is_better)]

@@ -214,20 +214,28 @@ def test_an_interrupted_protocol_resumes_with_the_result_of_an_uninterrupted_one
   assert resumed_inner.calls == fresh.calls[3:]
 
 
+def tune_with_split_optimum(other_seeds_optimum: float, **kwargs) -> dict:
+  """One candidate, seeds 0-2, grid log_grid(0.1); the score (log10(lr) - optimum)^2 has
+  its optimum at log10(lr) = -0.5 for the tuning seed and ``other_seeds_optimum`` for
+  seeds 1 and 2."""
+  def evaluate(options, lrs, seed):
+    optimum = -0.5 if seed == 0 else other_seeds_optimum
+    return [{"score": (math.log10(lr) - optimum) ** 2} for lr in lrs]
+
+  [result] = protocol.run_protocol(
+      evaluate, [{"name": "x", "options": {}, "learning_rates": protocol.log_grid(0.1)}],
+      seeds=[0, 1, 2], score_key="score", higher_is_better=False, report_keys=["score"],
+      progress=None, **kwargs)
+  return result
+
+
 def test_seeds_preferring_the_grid_edge_widen_it_until_the_choice_is_interior():
   # The tuning seed's optimum is log10(lr) = -0.5 (0.316, interior), the other seeds'
   # +0.5. Means over the 3 seeds, by hand: lr 0.316: (0 + 1 + 1) / 3 = 0.667; lr 1.0:
   # (0.25 + 0.25 + 0.25) / 3 = 0.25; so 1.0, the grid's top edge, wins. The grid grows
   # by 3.16 and 10 (tuning seed), the seeds run at 3.16: (1 + 0 + 0) / 3 = 0.333, and
   # 1.0 stays the choice, now with a neighbour on each side.
-  def evaluate(options, lrs, seed):
-    optimum = -0.5 if seed == 0 else 0.5
-    return [{"score": (math.log10(lr) - optimum) ** 2} for lr in lrs]
-
-  [r] = protocol.run_protocol(
-      evaluate, [{"name": "x", "options": {}, "learning_rates": protocol.log_grid(0.1)}],
-      seeds=[0, 1, 2], score_key="score", higher_is_better=False, report_keys=["score"],
-      progress=None)
+  r = tune_with_split_optimum(0.5)
   assert r["tuning_best_lr"] == pytest.approx(10 ** -0.5)
   assert r["best_lr"] == pytest.approx(1.0)
   assert r["interior"]
@@ -237,12 +245,5 @@ def test_seeds_preferring_the_grid_edge_widen_it_until_the_choice_is_interior():
 
 
 def test_without_widening_budget_an_edge_choice_is_reported_not_interior():
-  def evaluate(options, lrs, seed):
-    optimum = -0.5 if seed == 0 else 3.0
-    return [{"score": (math.log10(lr) - optimum) ** 2} for lr in lrs]
-
-  [r] = protocol.run_protocol(
-      evaluate, [{"name": "x", "options": {}, "learning_rates": protocol.log_grid(0.1)}],
-      seeds=[0, 1, 2], score_key="score", higher_is_better=False, report_keys=["score"],
-      max_widenings=0, progress=None)
+  r = tune_with_split_optimum(3.0, max_widenings=0)
   assert r["best_lr"] == pytest.approx(1.0) and not r["interior"]
