@@ -77,6 +77,9 @@ def _verdict_word(verdicts: list[str]) -> str:
     return "fails (the opposite holds)"
   if verdicts and all(v == "tie" for v in verdicts):
     return "undecided (tie within spread)"
+  if "loses" in verdicts and "wins" not in verdicts:
+    # Ties and losses: the claim (a win) is seen nowhere, and its opposite somewhere.
+    return "does not hold (ties or loses, never wins)"
   return "mixed / undecided"
 
 

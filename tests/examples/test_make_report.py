@@ -41,6 +41,9 @@ def test_summary_formatting():
   assert report._verdict_word(["wins", "wins"]) == "holds"
   assert report._verdict_word(["wins", "tie"]) == "mixed / undecided"
   assert report._verdict_word(["loses"]) == "fails (the opposite holds)"
+  assert report._verdict_word(["tie", "loses"]) == "does not hold (ties or loses, never wins)"
+  assert report._verdict_word(["wins", "loses"]) == "mixed / undecided"
+  assert report._verdict_word(["tie", "tie"]) == "undecided (tie within spread)"
 
 
 def _mlp_record():
