@@ -456,7 +456,12 @@ def numpy_trust_ratio(x, w, trust, lr, wd, eps, mode, min_ratio=0.0, skip_zero_n
   factor = 1.0
   if (w_norm > 0 and x_norm > 0) or not skip_zero_norms:
     local = trust * w_norm / (x_norm + wd * w_norm + eps)
-    factor = min(max(local / lr, min_ratio), 1.0) if mode == "clip" else max(local, min_ratio)
+    if mode == "clip":
+      # lr = 0: the limit lr -> 0+ of local / lr, inf for local > 0 and 0 for local = 0.
+      ratio = local / lr if lr > 0 else (np.inf if local > 0 else 0.0)
+      factor = min(max(ratio, min_ratio), 1.0)
+    else:
+      factor = max(local, min_ratio)
   return (x + wd * w) * factor
 
 
@@ -524,6 +529,41 @@ def test_trust_ratio_formula_on_zero_layers_and_its_floor(mode, min_ratio):
                                   False))
     np.testing.assert_allclose(np.asarray(out[k]), expected, rtol=1e-5, atol=1e-7,
                                err_msg=k)
+
+
+@pytest.mark.parametrize("skip_zero_norms", [True, False])
+@pytest.mark.parametrize("min_ratio", [0.0, 0.3])
+def test_trust_ratio_clip_at_a_zero_learning_rate(skip_zero_norms, min_ratio):
+  """LARC before SGD with momentum under a warmup from 0: the first step's rate is 0,
+  where local / lr is inf (nothing clipped) or, for a zero layer that
+  skip_zero_norms=False lets through, 0 / 0. The momentum carries that step's clipped
+  gradient into the next steps, so it must be the limit lr -> 0+, not NaN."""
+  trust, wd, eps, b1 = 0.02, 0.1, 1e-6, 0.9
+  schedule = optax.linear_schedule(0.0, 0.5, 4)
+  params, grads = trust_ratio_problem()
+  tx = optax.chain(
+      clip_by_layerwise_trust_ratio(trust, learning_rate=schedule, weight_decay=wd,
+                                    eps=eps, min_ratio=min_ratio,
+                                    skip_zero_norms=skip_zero_norms,
+                                    layer_axes=TRUST_LAYER_AXES),
+      optax.sgd(schedule, momentum=b1))
+  state = tx.init(params)
+  step = jax.jit(tx.update)
+  momentum = {k: np.zeros_like(v, np.float64) for k, v in params.items()}
+  for t in range(3):
+    lr = float(schedule(t))
+    out, state = step(grads, state, params)
+    for k in params:
+      args = (trust, lr, wd, eps, "clip", min_ratio, skip_zero_norms)
+      clipped = (np.stack([numpy_trust_ratio(grads[k][i], params[k][i], *args)
+                           for i in range(3)]) if k == "stack" else
+                 numpy_trust_ratio(grads[k], params[k], *args))
+      momentum[k] = b1 * momentum[k] + clipped
+      np.testing.assert_allclose(np.asarray(out[k]), -lr * momentum[k], rtol=1e-5,
+                                 atol=1e-7, err_msg=f"step {t} {k}")
+  # The first step's momentum holds the unclipped plain layer (nothing is clipped at
+  # rate 0), so the case is not the same as starting at the second step.
+  assert lr > 0 and float(schedule(0)) == 0.0
 
 
 def test_trust_ratio_min_ratio_with_skipped_zero_layers():

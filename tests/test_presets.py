@@ -23,6 +23,9 @@ from tests.reference import numpy_peers
 PARAMS = tr.initial_params()
 GRADS = tr.gradient_sequence()
 SCHEDULE = optax.linear_schedule(0.02, 0.002, tr.STEPS)
+# A warmup from 0: NeMo's LUC step min(trust ||w|| / (||m|| + eps), lr) m is 0 at lr 0,
+# also for the zero-initialized bias (where our trust ratio's 0 / lr once gave NaN).
+WARMUP = optax.linear_schedule(0.0, 0.02, tr.STEPS)
 
 
 def _combos(**switches):
@@ -39,7 +42,8 @@ CASES = {
         lr=[0.01], weight_decay=[0.0, 0.1], grad_averaging=[False, True],
         amsgrad=[False, True], decoupled_decay=[False, True]) + [
         dict(lr=0.01, weight_decay=0.1, decoupled_decay=True, corrected_weight_decay=True)],
-    "nemo": [dict(), dict(lr=SCHEDULE, luc=True, weight_decay=0.01)] + _combos(
+    "nemo": [dict(), dict(lr=SCHEDULE, luc=True, weight_decay=0.01),
+             dict(lr=WARMUP, luc=True)] + _combos(
         lr=[0.01], weight_decay=[0.0, 0.1], grad_averaging=[False, True],
         amsgrad=[False, True], luc=[False, True]),
     "apex": [dict()] + _combos(

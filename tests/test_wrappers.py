@@ -130,5 +130,5 @@ def test_chain_with_update_clipping_bounds_every_step(case):
   state = opt.init(params)
   for t in range(1, 4):
     updates, state = opt.update(make_params(t), state, params)
-    assert float(optax.global_norm(updates)) <= max_norm * (1 + 1e-5)
+    assert float(optax.tree.norm(updates)) <= max_norm * (1 + 1e-5)
     params = optax.apply_updates(params, updates)

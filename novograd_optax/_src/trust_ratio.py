@@ -68,8 +68,9 @@ def clip_by_layerwise_trust_ratio(
     trust_coefficient: :math:`\eta` > 0 (LARC: 0.02; the toolkit's LUC: 1e-3).
     learning_rate: :math:`\lambda`, the learning rate applied *after* this
       transformation (a float >= 0 or a schedule); 1 when the updates already
-      include it, i.e. after a complete optimizer. (With a rate of 0 nothing is
-      clipped: the step is zero anyway.)
+      include it, i.e. after a complete optimizer. A rate of 0 (a warmup from
+      zero) takes the limit of a small positive rate: nothing is clipped, and a
+      zero layer let through by ``skip_zero_norms=False`` gets ``min_ratio``.
     weight_decay: :math:`d` >= 0 or a schedule: an L2 term added to the
       updates before scaling and bounded in the ratio, as NVIDIA's LARC does
       (the inner optimizer should then have no decay of its own).
@@ -141,7 +142,14 @@ def clip_by_layerwise_trust_ratio(
       x_norm = jnp.sqrt(layers_lib.layer_squared_norms(x, lay, "l2", axis_name))
       local = trust_coefficient * w_norm / (x_norm + decay * w_norm + eps)
       if mode == "clip":
-        factor = jnp.minimum(jnp.maximum(local / lr, min_ratio), 1.0)
+        # A rate of 0 (e.g. a warmup schedule's first step) takes the limit lr -> 0+
+        # of local / lr: inf, or 0 for a zero layer that skip_zero_norms=False lets
+        # through. The plain division gives 0 / 0 = NaN there, which the inner
+        # optimizer's momentum would keep after the zero step.
+        positive = lr > 0
+        ratio = jnp.where(positive, local / jnp.where(positive, lr, 1.0),
+                          jnp.where(local > 0, jnp.inf, 0.0))
+        factor = jnp.minimum(jnp.maximum(ratio, min_ratio), 1.0)
       else:
         factor = jnp.maximum(local, min_ratio)
       if skip_zero_norms:
