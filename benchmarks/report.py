@@ -192,8 +192,10 @@ that XLA fuses it into the last kernel of that leaf's reduction, and `nu` is wri
 back without slices. Only the reciprocals of the denominators are computed together,
 on vectors of up to 8 leaves of one dtype, and under `axis_name` the squared norms are
 all-reduced in the same groups (XLA combines those all-reduces). The elementwise part
-(normalize, decay, momentum, learning rate, `apply_updates`) stays one fusion per leaf.
-The state keeps `nu` keyed like the params.
+(normalize, decay, momentum, learning rate, `apply_updates`) is one pass per leaf where
+the compiler fuses a new state with its consumer; XLA:CPU does not (it writes the new
+momentum, then applies the update: two fusions per leaf, as for AdamW's moments). The
+state keeps `nu` keyed like the params.
 
 The previous design gathered the per-layer norms of all leaves of one dtype (up to 64)
 into one vector for the moment update and sliced it back per leaf; XLA:CPU compiles
