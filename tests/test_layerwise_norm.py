@@ -173,6 +173,30 @@ class ScaleByLayerwiseNormTest(chex.TestCase):
             np.asarray(out[n], np.float64), g / denominator,
             rtol=1e-2 if dtypes[n] == jnp.bfloat16 else 2e-6, err_msg=f"{n} {step}")
 
+  def test_float64_and_float32_leaves_each_keep_their_precision(self):
+    # With jax_enable_x64: a float64 leaf has a float64 moment and float64 arithmetic
+    # (the float64 formula to 1e-14), and a float32 leaf beside it stays in float32
+    # arithmetic throughout: its update is the float32 formula bit for bit. The squared
+    # norm 142 is exact in float32, and this gradient's update computed in float64 and
+    # rounded once to float32 differs in 3 of 4 elements, so mixing the two precisions
+    # (e.g. one reciprocal vector for both leaves) is caught.
+    g32 = np.float32([-4.0, 6.0, 3.0, -9.0])
+    g64 = np.random.default_rng(3).normal(size=(2, 3))
+    eps = 1e-6
+    with jax.enable_x64(True):
+      grads = {"a": jnp.asarray(g32), "b": jnp.asarray(g64, jnp.float64)}
+      tx = scale_by_layerwise_norm(b2=0.5, eps=eps)
+      out, state = jax.jit(tx.update)(grads, tx.init(grads))
+      self.assertEqual(state.nu["a"].dtype, jnp.float32)
+      self.assertEqual(state.nu["b"].dtype, jnp.float64)
+      self.assertEqual(out["b"].dtype, jnp.float64)
+      expected32 = g32 * (np.float32(1.0) / (np.sqrt(np.float32(142.0)) + np.float32(eps)))
+      in_float64 = np.float32(np.float64(g32) / (np.sqrt(142.0) + eps))
+      self.assertTrue(np.any(in_float64 != expected32))
+      np.testing.assert_array_equal(np.asarray(out["a"]), expected32)
+      np.testing.assert_allclose(np.asarray(out["b"]),
+                                 g64 / (np.sqrt(np.sum(g64 ** 2)) + eps), rtol=1e-14)
+
 
 if __name__ == "__main__":
   absltest.main()
