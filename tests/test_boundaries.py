@@ -811,6 +811,19 @@ def test_novograd_with_eps_zero_and_a_layer_with_zero_gradients(nu_init, amsgrad
                                  err_msg=f"{k} step {t}")
 
 
+def test_eps_zero_with_a_gradient_whose_square_underflows():
+  """eps = eps_root = 0 and a layer of 1e-30 entries: ||g||^2 = 4e-60 underflows to
+  v = 0 in float32, and the documented rule divides such a layer by 1 (its update is
+  g itself: finite, tiny, never 0 / 0); a layer of normal size beside it is exactly
+  normalized."""
+  grads = {"tiny": np.full(4, 1e-30, np.float32), "w": np.float32([3.0, 4.0])}
+  tx = scale_by_layerwise_norm(b2=0.5, eps=0.0, eps_root=0.0)
+  out, state = jax.jit(tx.update)(grads, tx.init(grads))
+  assert float(state.nu["tiny"]) == 0.0
+  np.testing.assert_array_equal(np.asarray(out["tiny"]), grads["tiny"])
+  np.testing.assert_allclose(np.asarray(out["w"]), [0.6, 0.8], rtol=1e-6)
+
+
 @pytest.mark.parametrize("nu_init", ["first", "zero"])
 @pytest.mark.parametrize("amsgrad", [False, True])
 def test_infinite_moment_restarts_from_the_gradient(nu_init, amsgrad):

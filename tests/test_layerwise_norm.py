@@ -197,6 +197,26 @@ class ScaleByLayerwiseNormTest(chex.TestCase):
       np.testing.assert_allclose(np.asarray(out["b"]),
                                  g64 / (np.sqrt(np.sum(g64 ** 2)) + eps), rtol=1e-14)
 
+  def test_bfloat16_update_is_the_float32_product_rounded_to_bfloat16(self):
+    # A bfloat16 gradient is multiplied by its float32 reciprocal in float32, then
+    # rounded to bfloat16, also under jax_enable_x64: bit for bit the float32 NumPy
+    # formula. These integers have an exact float32 squared norm, and element 1 is a
+    # case where rounding matters: its exact product rounded once to bfloat16 differs
+    # (0.38086 vs 0.38281). (XLA:CPU converts float64 to bfloat16 through float32, so
+    # a float64 multiply gives the same bits there; see the reliability page.)
+    g = np.float32([68.0, 168.0, 132.0, 89.0, 252.0, 33.0, 186.0, 188.0])
+    eps = 0.9738445281982422  # a float32 number
+    inverse = np.float32(1.0) / (np.sqrt(np.float32(np.sum(g ** 2))) + np.float32(eps))
+    expected = (g * inverse).astype(jnp.bfloat16)
+    once = (np.float64(g) * np.float64(inverse)).astype(jnp.bfloat16)
+    self.assertNotEqual(float(expected[1]), float(once[1]))
+    for x64 in (False, True):
+      with jax.enable_x64(x64):
+        grads = {"w": jnp.asarray(g, jnp.bfloat16)}
+        tx = scale_by_layerwise_norm(b2=0.5, eps=eps)
+        out, _ = jax.jit(tx.update)(grads, tx.init(grads))
+        np.testing.assert_array_equal(np.asarray(out["w"]), expected, err_msg=f"x64={x64}")
+
 
 if __name__ == "__main__":
   absltest.main()
