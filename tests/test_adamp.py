@@ -160,6 +160,26 @@ class AdamPTest(chex.TestCase, parameterized.TestCase):
       else:
         self.assertGreater(np.max(np.abs(per_column)), 1e-2)
 
+  def test_inner_gets_params_and_extra_args(self):
+    """The wrapped optimizer is called as optax calls a transformation: with params
+    (an inner L2 term 0.5 w needs them) and the extra keyword arguments of update
+    (here a `scale` the inner step multiplies by). A bias is never projected, so its
+    step is the inner step exactly: scale * (g + 0.5 w)."""
+
+    def scale_by_extra_arg():
+      def update_fn(updates, state, params=None, *, scale, **extra_args):
+        del params, extra_args
+        return jax.tree.map(lambda u: scale * u, updates), state
+      return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(),
+                                                   update_fn)
+
+    inner = optax.chain(optax.add_decayed_weights(0.5), scale_by_extra_arg())
+    tx = project_scale_invariant(inner)
+    w, g = np.float32([1.0, -2.0, 3.0]), np.float32([0.5, 0.25, -1.0])
+    params = {"bias": jnp.asarray(w)}
+    out, _ = tx.update({"bias": jnp.asarray(g)}, tx.init(params), params, scale=3.0)
+    np.testing.assert_allclose(np.asarray(out["bias"]), 3.0 * (g + 0.5 * w), rtol=1e-6)
+
   def test_rejects_bad_arguments(self):
     with self.assertRaisesRegex(ValueError, "learning_rate"):
       adamp(-1e-3)
