@@ -128,6 +128,11 @@ class BadLayerAxesTest(parameterized.TestCase):
       opt.init(params)
     self.assertIn("layer_axes", str(info.exception))
     self.assertIn(text, str(info.exception))
+    if text in ("out of range", "repeated"):
+      # The message names the leaf, and a bad axis inside a prefix pytree is reported
+      # as itself, not as a structure mismatch.
+      self.assertIn("['a']", str(info.exception))
+      self.assertNotIn("prefix", str(info.exception))
 
   # One-element tuples: parameterized would unpack a tuple, list or dict argument.
   @parameterized.parameters(("rows",), (1.0,), ((0, "a"),), ([0, None, True],), ({"a": "rows"},))
