@@ -138,7 +138,7 @@ def _squared_magnitude(g: jax.Array) -> jax.Array:
 def layer_squared_norms(
     g: jax.Array,
     leaf_layers: LeafLayers,
-    norm: str = "l2",
+    norm: str,
     axis_name: Any = None,
 ) -> jax.Array:
   """||g||_2^2 (``norm="l2"``) or ||g||_inf^2 (``"linf"``) of each layer of a leaf.
