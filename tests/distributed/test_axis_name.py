@@ -118,6 +118,13 @@ CASES = {
                                              axis_name=a),
     "novograd_luc_linf_stacked": lambda a: ng.novograd(
         0.1, norm="linf", trust_coefficient=1e-2, layer_axes=STACKED, axis_name=a),
+    # apex's fused form: a running average of each layer's norm.
+    "norm_average_l2_debiased": lambda a: optax.chain(
+        ng.normalize_by_norm_average(0.9, inner=optax.ema(0.9), bias_correction=True,
+                                     axis_name=a), optax.scale(-0.1)),
+    "norm_average_linf_stacked": lambda a: optax.chain(
+        ng.normalize_by_norm_average(0.9, norm="linf", layer_axes=STACKED, axis_name=a),
+        optax.scale(-0.1)),
 }
 
 
@@ -139,7 +146,8 @@ def test_sharded_equals_one_device(case, run):
 
 
 @pytest.mark.parametrize("case", ["layerwise_norm_l2", "normalize_by_global_norm",
-                                  "larc_clip", "novograd_luc_l2"])
+                                  "larc_clip", "novograd_luc_l2",
+                                  "norm_average_linf_stacked"])
 def test_without_axis_name_the_sharded_run_differs(case):
   """The reductions matter for this problem: per-slice norms give other updates (so
   the comparison above would catch a reduction that is left out)."""
