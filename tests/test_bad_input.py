@@ -129,6 +129,19 @@ def test_integer_leaves_are_refused_at_init_with_the_remedy(dtype):
     novograd(0.1).init(params)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: novograd_optax.sngm(0.1), novograd_optax.normalize_by_global_norm,
+    novograd_optax.clip_by_layerwise_trust_ratio],
+    ids=["sngm", "normalize_by_global_norm", "clip_by_layerwise_trust_ratio"])
+def test_integer_leaves_are_refused_by_the_stateless_norms_at_update(make):
+  # These keep no per-leaf state (init may get None), so the leaves are checked in
+  # update: an integer gradient would otherwise be normalized and cast back to int.
+  params = {**make_params(), "step": jnp.zeros((2,), jnp.int32)}
+  tx = make()
+  with pytest.raises(TypeError, match=r"updates\['step'\].*optax.masked"):
+    tx.update(params, tx.init(params), params)
+
+
 @pytest.mark.parametrize("case", **case_params(NOVOGRAD_CASES))
 def test_integer_leaves_train_around_when_masked_out(case):
   # The documented remedy: keep the integer leaf out with optax.masked; the float

@@ -72,6 +72,8 @@ def normalize_by_global_norm(
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
+    # Stateless, so init may get None: the leaves are checked here (at trace time).
+    validation.check_inexact_leaves("updates", updates)
     norm = jnp.sqrt(global_squared_norm(updates, axis_name))
 
     def normalize(g):

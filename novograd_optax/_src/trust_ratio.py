@@ -133,6 +133,7 @@ def clip_by_layerwise_trust_ratio(
     del extra_args
     require_params("clip_by_layerwise_trust_ratio (LARC/LUC, novograd's trust_coefficient)",
                    "the trust ratio", params)
+    validation.check_inexact_leaves("updates", updates)
     lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
     decay = weight_decay(state.count) if callable(weight_decay) else weight_decay
     layers = layers_lib.resolve_layer_axes(layer_axes, updates)
