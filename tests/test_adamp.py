@@ -160,6 +160,20 @@ class AdamPTest(chex.TestCase, parameterized.TestCase):
       else:
         self.assertGreater(np.max(np.abs(per_column)), 1e-2)
 
+  @parameterized.parameters("reference", "nadam")
+  def test_nesterov_keeps_the_bfloat16_momentum_dtype(self, nesterov_debias):
+    """mu_dtype=bf16: the momentum is bfloat16 from init on and stays so after
+    update (a state whose dtype changed would break lax.scan and fori_loop carries)."""
+    params = {"kernel": jnp.ones((3, 4)), "bias": jnp.ones((4,))}
+    opt = adamp(1e-2, nesterov=True, nesterov_debias=nesterov_debias, mu_dtype=jnp.bfloat16)
+    state = opt.init(params)
+    grads = jax.tree.map(lambda p: 0.5 * p, params)
+    _, new_state = opt.update(grads, state, params)
+    for s in (state, new_state):
+      for leaf in jax.tree.leaves(s[0].inner_state.mu):
+        self.assertEqual(leaf.dtype, jnp.bfloat16)
+    chex.assert_trees_all_equal_shapes_and_dtypes(state, new_state)
+
   def test_inner_gets_params_and_extra_args(self):
     """The wrapped optimizer is called as optax calls a transformation: with params
     (an inner L2 term 0.5 w needs them) and the extra keyword arguments of update

@@ -40,27 +40,30 @@ class SngmTest(chex.TestCase, parameterized.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.named_parameters(
-      ("plain", 0.1, 0.9, 0.0, False),
-      ("weight_decay", 0.05, 0.8, 0.01, False),
-      ("schedules", 0.1, 0.9, 0.01, True),
+      ("plain", 0.1, 0.9, 0.0, False, 1e-8),
+      ("weight_decay", 0.05, 0.8, 0.01, False, 1e-8),
+      ("schedules", 0.1, 0.9, 0.01, True, 1e-8),
+      # An eps comparable to the norms (0.1 to 100 here), so where it enters shows.
+      ("large_eps", 0.1, 0.9, 0.0, False, 0.5),
   )
-  def test_matches_numpy_transcription(self, lr, momentum, weight_decay, schedules):
+  def test_matches_numpy_transcription(self, lr, momentum, weight_decay, schedules, eps):
     if schedules:
       lr_fn = optax.linear_schedule(lr, lr / 4, 3)
       wd_fn = optax.linear_schedule(weight_decay, 0.0, 3)
-      opt = sngm(lr_fn, momentum, wd_fn)
+      opt = sngm(lr_fn, momentum, wd_fn, eps=eps)
     else:
       lr_fn, wd_fn = (lambda t: lr), (lambda t: weight_decay)
-      opt = sngm(lr, momentum, weight_decay)
+      opt = sngm(lr, momentum, weight_decay, eps=eps)
     params = random_tree(0)
     grads_per_step = [random_tree(s, scale=10.0 ** (s - 2)) for s in range(1, 5)]
     expected = numpy_sngm(params, grads_per_step, lambda t: float(lr_fn(t)), momentum,
-                          lambda t: float(wd_fn(t)), 1e-8)
+                          lambda t: float(wd_fn(t)), eps)
 
     update = self.variant(opt.update)
     p, state = jax.tree.map(jnp.asarray, params), opt.init(params)
     for grads, want in zip(grads_per_step, expected, strict=True):
-      updates, state = update(grads, state, p)
+      # Without weight decay SNGM needs no params in update (as optax's sgd).
+      updates, state = update(grads, state, p if weight_decay else None)
       p = optax.apply_updates(p, updates)
       chex.assert_trees_all_close(p, want, rtol=1e-5, atol=1e-6)
 

@@ -331,7 +331,8 @@ def _scale_by_adam_reference_nesterov(b1, b2, eps, mu_dtype) -> optax.GradientTr
   :math:`1-\beta_1^{t+1}`; AdamP's reference applies its one step size
   ``lr / (1 - b1**t)`` to both terms, and that is what this computes.
   """
-  adam = optax.scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype)
+  # Only optax's state layout is borrowed (its init reads nothing but mu_dtype).
+  init_fn = optax.scale_by_adam(mu_dtype=mu_dtype).init
   mu_dtype = None if mu_dtype is None else jax.dtypes.canonicalize_dtype(mu_dtype)
 
   def update_fn(updates, state, params=None):
@@ -346,7 +347,7 @@ def _scale_by_adam_reference_nesterov(b1, b2, eps, mu_dtype) -> optax.GradientTr
     return steps, optax.ScaleByAdamState(
         count=count, mu=optax.tree.cast(mu, mu_dtype), nu=optax.tree.cast_like(nu, state.nu))
 
-  return optax.GradientTransformation(adam.init, update_fn)
+  return optax.GradientTransformation(init_fn, update_fn)
 
 
 def sgdp(
