@@ -160,12 +160,15 @@ class AdamPTest(chex.TestCase, parameterized.TestCase):
       else:
         self.assertGreater(np.max(np.abs(per_column)), 1e-2)
 
-  @parameterized.parameters("reference", "nadam")
-  def test_nesterov_keeps_the_bfloat16_momentum_dtype(self, nesterov_debias):
-    """mu_dtype=bf16: the momentum is bfloat16 from init on and stays so after
-    update (a state whose dtype changed would break lax.scan and fori_loop carries)."""
-    params = {"kernel": jnp.ones((3, 4)), "bias": jnp.ones((4,))}
-    opt = adamp(1e-2, nesterov=True, nesterov_debias=nesterov_debias, mu_dtype=jnp.bfloat16)
+  @parameterized.product(nesterov_debias=["reference", "nadam"],
+                          dtypes=[(jnp.float32, jnp.bfloat16), (jnp.bfloat16, None)])
+  def test_nesterov_keeps_the_bfloat16_momentum_dtype(self, nesterov_debias, dtypes):
+    """A bfloat16 momentum (mu_dtype=bf16 for float32 params, or bfloat16 params and
+    mu_dtype=None) is bfloat16 from init on and stays so after update (a state whose
+    dtype changed would break lax.scan and fori_loop carries)."""
+    param_dtype, mu_dtype = dtypes
+    params = {"kernel": jnp.ones((3, 4), param_dtype), "bias": jnp.ones((4,), param_dtype)}
+    opt = adamp(1e-2, nesterov=True, nesterov_debias=nesterov_debias, mu_dtype=mu_dtype)
     state = opt.init(params)
     grads = jax.tree.map(lambda p: 0.5 * p, params)
     _, new_state = opt.update(grads, state, params)
