@@ -45,6 +45,8 @@ class SgdpTest(chex.TestCase, parameterized.TestCase):
   @chex.variants(with_jit=True)
   @parameterized.named_parameters(
       ("flax_layout", "flax", -1, dict(weight_decay=0.1)),
+      # Every other argument at its default (the reference's weight_decay=0 included).
+      ("flax_defaults", "flax", -1, dict()),
       ("torch_layout_dampening", "torch", 0, dict(weight_decay=0.1, dampening=0.3)),
       ("flax_nesterov", "flax", -1, dict(weight_decay=0.05, nesterov=True, momentum=0.8)),
       ("torch_nesterov", "torch", 0, dict(weight_decay=0.05, nesterov=True, momentum=0.8)),
@@ -60,6 +62,17 @@ class SgdpTest(chex.TestCase, parameterized.TestCase):
     got, _ = run(opt, self.variant(opt.update), NUM_STEPS, layout)
     for step_got, step_want in zip(got, expected, strict=True):
       chex.assert_trees_all_close(step_got, step_want, rtol=2e-5, atol=2e-6)
+
+  @parameterized.parameters(False, True)
+  def test_bfloat16_momentum_keeps_its_dtype(self, nesterov):
+    """bfloat16 params: the momentum buffer (into which the projected step is written
+    without Nesterov) stays bfloat16 after update, as at init."""
+    params = {"kernel": jnp.ones((3, 4), jnp.bfloat16), "bias": jnp.ones((4,), jnp.bfloat16)}
+    opt = sgdp(0.1, weight_decay=0.1, nesterov=nesterov)
+    state = opt.init(params)
+    grads = jax.tree.map(lambda p: 0.5 * p, params)
+    _, new_state = opt.update(grads, state, params)
+    chex.assert_trees_all_equal_shapes_and_dtypes(state, new_state)
 
   def test_momentum_buffer_projected_by_default_and_unprojected_as_an_option(self):
     """The reference projects its buffer in place (default); ``project_momentum=False``
