@@ -43,20 +43,24 @@ class AdamPTest(chex.TestCase, parameterized.TestCase):
 
   @chex.variants(with_jit=True)
   @parameterized.named_parameters(
-      ("flax_layout", "flax", -1, False),
-      ("torch_layout", "torch", 0, False),
-      ("flax_layout_nesterov", "flax", -1, True),
-      ("torch_layout_nesterov", "torch", 0, True),
+      ("flax_layout", "flax", -1, False, {}),
+      ("torch_layout", "torch", 0, False, {}),
+      ("flax_layout_nesterov", "flax", -1, True, {}),
+      ("torch_layout_nesterov", "torch", 0, True, {}),
+      # Other betas and an eps that matters next to sqrt(v), with and without Nesterov.
+      ("flax_betas_eps", "flax", -1, False, dict(b1=0.8, b2=0.95, eps=1e-3)),
+      ("flax_betas_eps_nesterov", "flax", -1, True, dict(b1=0.8, b2=0.95, eps=1e-3)),
   )
-  def test_matches_numpy_transcription(self, layout, channel_axis, nesterov):
+  def test_matches_numpy_transcription(self, layout, channel_axis, nesterov, kwargs):
     """50 steps against the float64 transcription of the reference, to float32 round-off."""
     lr, weight_decay = 0.01, 0.1
     expected, views = ref.numpy_adamp(ref.initial_params(), ref.gradients, NUM_STEPS, lr,
-                                      weight_decay=weight_decay, nesterov=nesterov)
+                                      weight_decay=weight_decay, nesterov=nesterov, **kwargs)
     # The problem exercises every branch: per-channel, whole-layer, none, 1-D.
     self.assertEqual(views[0], ref.EXPECTED_VIEWS)
     self.assertEqual(views[-1], ref.EXPECTED_VIEWS)
-    opt = adamp(lr, weight_decay=weight_decay, channel_axis=channel_axis, nesterov=nesterov)
+    opt = adamp(lr, weight_decay=weight_decay, channel_axis=channel_axis, nesterov=nesterov,
+                **kwargs)
     got = run_flax_layout(opt, self.variant(opt.update), NUM_STEPS, layout)
     for step_got, step_want in zip(got, expected, strict=True):
       chex.assert_trees_all_close(step_got, step_want, rtol=2e-5, atol=2e-6)
