@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -120,6 +122,18 @@ def test_gradient_of_wrong_shape_is_refused_readably(case):
   grads = {**make_params(1), "b": jnp.ones(5)}
   with pytest.raises(ValueError, match=r"updates\['b'\] has shape \(5,\)"):
     opt.update(grads, opt.init(params), params)
+
+
+@pytest.mark.parametrize("make, who", [
+    (lambda: novograd(0.1, weight_decay=0.1), "novograd: weight_decay"),
+    (lambda: novograd_optax.clip_by_layerwise_trust_ratio(), "clip_by_layerwise_trust_ratio"),
+    (lambda: novograd_optax.adamp(0.1), "project_scale_invariant (AdamP/SGDP)"),
+], ids=["novograd_decay", "trust_ratio", "adamp"])
+def test_missing_params_name_the_option_that_needs_them(make, who):
+  params = make_params()
+  tx = make()
+  with pytest.raises(ValueError, match=re.escape(who) + ".*needs the current parameters"):
+    tx.update(make_params(1), tx.init(params))
 
 
 @pytest.mark.parametrize("dtype", [jnp.int32, jnp.uint8, jnp.bool_])

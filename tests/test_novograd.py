@@ -148,12 +148,16 @@ class NovogradReferenceTest(chex.TestCase):
       assert_matches_reference(trajectory, reference, **PARAMS_TOL["float32"])
 
   @chex.variants(with_jit=True, without_jit=True)
-  def test_mu_dtype_bfloat16(self):
+  @parameterized.parameters(False, True)
+  def test_mu_dtype_bfloat16(self, grad_averaging):
     params, grads = random_problem(SHAPES, NUM_STEPS, np.float32, seed=6)
-    reference = numpy_novograd(params, grads, learning_rate=LEARNING_RATE)
-    opt = novograd(LEARNING_RATE, mu_dtype=jnp.bfloat16)
+    reference = numpy_novograd(params, grads, learning_rate=LEARNING_RATE,
+                               grad_averaging=grad_averaging)
+    opt = novograd(LEARNING_RATE, mu_dtype=jnp.bfloat16, grad_averaging=grad_averaging)
     trajectory, state = run(opt, params, grads, self.variant(opt.update))
-    for leaf in jax.tree.leaves(state[2]):  # the momentum's TraceState.
+    # The momentum: optax.trace's TraceState, or optax.ema's EmaState with averaging.
+    momentum = state[2].ema if grad_averaging else state[2].trace
+    for leaf in jax.tree.leaves(momentum):
       self.assertEqual(leaf.dtype, jnp.bfloat16)
     for leaf in jax.tree.leaves(trajectory[-1]):
       self.assertEqual(leaf.dtype, jnp.float32)
