@@ -127,7 +127,9 @@ class ClipByLayerwiseTrustRatioTest(chex.TestCase, parameterized.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_novograd_trust_coefficient_matches_speech_toolkit_luc(self):
     shapes = {"kernel": (6, 4), "stack": (3, 2, 5), "bias": (4,)}
-    lr, b1, b2, eps, wd, trust = 0.1, 0.95, 0.5, 1e-6, 1e-3, 1e-2
+    # trust != lr ** 2: at trust = lr ** 2 a trust ratio given (lr, 1) instead of
+    # (trust, lr) computes the same clip factor, and that mix-up would pass.
+    lr, b1, b2, eps, wd, trust = 0.1, 0.95, 0.5, 1e-6, 1e-3, 2e-2
     params = random_tree(4, shapes)
     params["kernel"] *= 10.0  # trust ||w|| / ||m|| > lr: this layer is not clipped
     grads_per_step = [random_tree(30 + t, shapes, scale=3.0 ** -t) for t in range(4)]
