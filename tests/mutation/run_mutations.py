@@ -47,10 +47,10 @@ TESTS = {
     "alias": ["tests/test_novograd.py", "tests/test_sngm.py", "tests/test_adamp.py",
               "tests/test_sgdp.py", "tests/test_update_clipping.py",
               "tests/test_boundaries.py", "tests/distributed/test_axis_name.py",
-              "tests/test_bad_input.py", "tests/test_numerics.py"],
+              "tests/test_bad_input.py", "tests/test_numerics.py", "tests/test_presets.py"],
     "layers": ["tests/test_layer_axes.py", "tests/test_layerwise_norm.py",
                "tests/test_boundaries.py", "tests/distributed/test_axis_name.py",
-              "tests/test_bad_input.py", "tests/test_numerics.py"],
+              "tests/test_bad_input.py", "tests/test_numerics.py", "tests/test_presets.py"],
 }
 
 # Lines left unmutated: argument validation and its error messages. They are
