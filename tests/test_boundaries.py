@@ -712,6 +712,17 @@ def test_global_norm_with_eps_zero_and_a_zero_tree():
     np.testing.assert_array_equal(np.asarray(out[k]), v, err_msg=k)
 
 
+def test_global_norm_with_eps_zero_and_a_tree_whose_square_underflows():
+  """eps = 0 and entries of 1e-30: the squared global norm underflows to 0 in float32,
+  and the documented rule divides by 1, so the update is the tiny gradient itself
+  (finite, never 0 / 0)."""
+  tree = {"a": np.full((3, 2), 1e-30, np.float32), "b": np.full(4, -1e-30, np.float32)}
+  tx = normalize_by_global_norm(eps=0.0)
+  out, _ = jax.jit(tx.update)(tree, tx.init(None))
+  for k, v in tree.items():
+    np.testing.assert_array_equal(np.asarray(out[k]), v, err_msg=k)
+
+
 def test_sngm_with_eps_zero_coasts_through_a_zero_gradient():
   """SNGM with eps = 0: u_1 = g / ||g||, then a zero gradient normalizes to 0, so
   u_2 = beta u_1 (the momentum coasts, nothing is NaN); then u_3 = beta u_2 + g_3 / ||g_3||."""
