@@ -48,6 +48,8 @@ TESTS = {
               "tests/test_sgdp.py", "tests/test_update_clipping.py",
               "tests/test_boundaries.py", "tests/distributed/test_axis_name.py",
               "tests/test_bad_input.py", "tests/test_numerics.py", "tests/test_presets.py"],
+    "norm_average": ["tests/test_norm_average.py", "tests/test_presets.py",
+                     "tests/distributed/test_axis_name.py"],
     "layers": ["tests/test_layer_axes.py", "tests/test_layerwise_norm.py",
                "tests/test_boundaries.py", "tests/distributed/test_axis_name.py",
               "tests/test_bad_input.py", "tests/test_numerics.py", "tests/test_presets.py"],
