@@ -35,8 +35,9 @@ The learning-rate grid of one optimizer is trained at once under ``jax.vmap``.
 
 ``python examples/char_lm.py`` runs the reduced configuration; ``--full`` the
 configuration sized to decide the question (3000 steps; 13 minutes on 2 idle cores
-with its 2 processes, measured 2026-12-02; it resumes from its cache when interrupted); ``--scale`` a larger one for an accelerator;
-``--quick`` a seconds-long smoke test.
+with its 2 processes, measured 2026-12-02; it resumes from its cache when
+interrupted); ``--scale`` a larger one for an accelerator; ``--quick`` a seconds-long
+smoke test.
 """
 
 from __future__ import annotations
