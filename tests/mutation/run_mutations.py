@@ -85,9 +85,11 @@ def toml_list(items: list[str]) -> str:
 
 
 def prepare_copy(module: str, workdir: pathlib.Path) -> None:
-  """Copies the package, the tests and pyproject.toml into ``workdir``."""
-  ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "mutants")
-  for name in ("novograd_optax", "tests"):
+  """Copies the package, the tests, the docs (test_presets reads the migration page's
+  generator) and pyproject.toml into ``workdir``."""
+  ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "mutants",
+                                  "_build")
+  for name in ("novograd_optax", "tests", "docs"):
     if (workdir / name).exists():
       shutil.rmtree(workdir / name)
     shutil.copytree(ROOT / name, workdir / name, ignore=ignore)
