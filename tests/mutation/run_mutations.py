@@ -77,6 +77,8 @@ do_not_mutate_patterns = {patterns}
 process_isolation = "forkserver"
 forkserver_warmup = "none"
 use_git_change_detection = false
+# test_presets reads the migration page's generator.
+also_copy = ["docs/"]
 """
 
 
