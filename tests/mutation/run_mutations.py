@@ -47,12 +47,10 @@ TESTS = {
     "alias": ["tests/test_novograd.py", "tests/test_sngm.py", "tests/test_adamp.py",
               "tests/test_sgdp.py", "tests/test_update_clipping.py",
               "tests/test_boundaries.py", "tests/distributed/test_axis_name.py",
-              "tests/test_bad_input.py", "tests/test_numerics.py", "tests/test_presets.py"],
-    "norm_average": ["tests/test_norm_average.py", "tests/test_presets.py",
-                     "tests/distributed/test_axis_name.py"],
+              "tests/test_bad_input.py", "tests/test_numerics.py"],
+    "norm_average": ["tests/test_norm_average.py", "tests/distributed/test_axis_name.py"],
     "layers": ["tests/test_layer_axes.py", "tests/test_layerwise_norm.py",
-               "tests/test_boundaries.py", "tests/distributed/test_axis_name.py",
-              "tests/test_bad_input.py", "tests/test_numerics.py", "tests/test_presets.py"],
+               "tests/test_boundaries.py", "tests/distributed/test_axis_name.py"],
 }
 
 # Lines left unmutated: argument validation and its error messages. They are
@@ -69,9 +67,7 @@ CONFIG = """
 [tool.mutmut]
 source_paths = ["novograd_optax/"]
 only_mutate = ["novograd_optax/_src/{module}.py"]
-# The migration page's test runs the docs' generator, which is not copied.
-pytest_add_cli_args = ["-p", "no:cacheprovider", "-n", "0", "-q", "--deselect",
-                       "tests/test_presets.py::test_migration_page_is_generated_from_the_presets"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-n", "0", "-q"]
 pytest_add_cli_args_test_selection = {tests}
 do_not_mutate_patterns = {patterns}
 # Each mutant's tests run in a process forked from a server that has imported
