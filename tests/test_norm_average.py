@@ -35,15 +35,29 @@ def test_stacked_layers_are_normalized_one_slice_at_a_time(norm, bias_correction
   tx = normalize_by_norm_average(0.9, 1e-6, norm=norm, bias_correction=bias_correction,
                                  layer_axes=0)
   state = tx.init({"w": jnp.zeros((3, 4, 5))})
+  # One norm average per stacked layer from init on (a state whose shape changed in
+  # update would break lax.scan and fori_loop carries).
+  assert state.norm_average["w"].shape == (3,)
   ours = []
   for g in grads:
     out, state = tx.update({"w": jnp.asarray(g)}, state)
+    assert state.norm_average["w"].shape == (3,)
     ours.append(np.asarray(out["w"]))
   for layer in range(3):
     expected = _numpy_norm_average([g[layer] for g in grads], 0.9, 1e-6, norm,
                                    bias_correction)
     for t in range(5):
       np.testing.assert_allclose(ours[t][layer], expected[t], rtol=1e-5, atol=1e-7)
+
+
+def test_default_eps_is_apex_1e_8():
+  """apex's FusedNovoGrad default eps = 1e-8, here where it shows: a layer whose
+  gradient norm is 1e-7 is divided by 1e-7 + 1e-8 (b2 = 0.98, the first step)."""
+  g = np.full(4, 5e-8, np.float32)  # ||g|| = 1e-7
+  tx = normalize_by_norm_average(0.98)
+  out, _ = tx.update({"w": jnp.asarray(g)}, tx.init({"w": jnp.zeros(4)}))
+  expected = _numpy_norm_average([g], 0.98, 1e-8, "l2", False)[0]
+  np.testing.assert_allclose(np.asarray(out["w"]), expected, rtol=1e-5)
 
 
 def test_inner_output_is_normalized_by_the_gradients_norm_and_gets_params():
