@@ -4,6 +4,7 @@ in test_presets.py against a transcription of the kernel.)"""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -58,6 +59,31 @@ def test_default_eps_is_apex_1e_8():
   out, _ = tx.update({"w": jnp.asarray(g)}, tx.init({"w": jnp.zeros(4)}))
   expected = _numpy_norm_average([g], 0.98, 1e-8, "l2", False)[0]
   np.testing.assert_allclose(np.asarray(out["w"]), expected, rtol=1e-5)
+
+
+def test_complex_layer_keeps_its_imaginary_part_and_the_count_is_int32():
+  """A complex gradient uses ||g||^2 = sum |g|^2 and is divided by a real norm average,
+  so its imaginary part stays (||g|| = 5 here: r_1 = 5 on the first step); the step
+  count is int32, as in optax."""
+  g = jnp.asarray([3.0 + 4.0j, 0.0], jnp.complex64)
+  tx = normalize_by_norm_average(0.9, eps=0.0)
+  state = tx.init({"w": jnp.zeros(2, jnp.complex64)})
+  out, new_state = tx.update({"w": g}, state)
+  np.testing.assert_allclose(np.asarray(out["w"]), np.asarray(g) / 5.0, rtol=1e-6)
+  assert state.count.dtype == new_state.count.dtype == jnp.int32
+
+
+def test_inner_gets_the_extra_arguments_of_update():
+  def scale_by_extra_arg():
+    def update_fn(updates, state, params=None, *, scale, **extra_args):
+      del params, extra_args
+      return jax.tree.map(lambda u: scale * u, updates), state
+    return optax.GradientTransformationExtraArgs(lambda p: optax.EmptyState(), update_fn)
+
+  tx = normalize_by_norm_average(0.9, eps=0.0, inner=scale_by_extra_arg())
+  g = {"w": jnp.asarray([3.0, 4.0])}
+  out, _ = tx.update(g, tx.init(g), scale=2.0)
+  np.testing.assert_allclose(np.asarray(out["w"]), [1.2, 1.6], rtol=1e-6)
 
 
 def test_inner_output_is_normalized_by_the_gradients_norm_and_gets_params():
