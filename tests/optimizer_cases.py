@@ -106,3 +106,14 @@ def assert_close(case: OptimizerCase, actual: Any, expected: Any, rtol: float = 
   """Trees equal up to ``rtol`` (or the case's looser tolerance)."""
   tol = max(case.rtol, rtol)
   chex.assert_trees_all_close(actual, expected, rtol=tol, atol=tol / 10)
+
+
+def scale_by_extra_arg() -> optax.GradientTransformationExtraArgs:
+  """A stateless transformation that multiplies the updates by the extra argument
+  ``scale`` of ``update``: tests that a wrapper passes extra arguments on."""
+
+  def update_fn(updates, state, params=None, *, scale, **extra_args):
+    del params, extra_args
+    return jax.tree.map(lambda u: scale * u, updates), state
+
+  return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update_fn)

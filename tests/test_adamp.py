@@ -8,6 +8,7 @@ import optax
 from absl.testing import absltest, parameterized
 
 from novograd_optax import adamp, project_scale_invariant
+from tests.optimizer_cases import scale_by_extra_arg
 from tests.reference import numpy_adamp_sgdp as ref
 
 NUM_STEPS = 50
@@ -186,14 +187,6 @@ class AdamPTest(chex.TestCase, parameterized.TestCase):
     (an inner L2 term 0.5 w needs them) and the extra keyword arguments of update
     (here a `scale` the inner step multiplies by). A bias is never projected, so its
     step is the inner step exactly: scale * (g + 0.5 w)."""
-
-    def scale_by_extra_arg():
-      def update_fn(updates, state, params=None, *, scale, **extra_args):
-        del params, extra_args
-        return jax.tree.map(lambda u: scale * u, updates), state
-      return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(),
-                                                   update_fn)
-
     inner = optax.chain(optax.add_decayed_weights(0.5), scale_by_extra_arg())
     tx = project_scale_invariant(inner)
     w, g = np.float32([1.0, -2.0, 3.0]), np.float32([0.5, 0.25, -1.0])

@@ -4,13 +4,13 @@ in test_presets.py against a transcription of the kernel.)"""
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 from novograd_optax import normalize_by_norm_average
+from tests.optimizer_cases import scale_by_extra_arg
 
 
 def _numpy_norm_average(grads, b2, eps, norm, bias_correction, first=True):
@@ -74,12 +74,6 @@ def test_complex_layer_keeps_its_imaginary_part_and_the_count_is_int32():
 
 
 def test_inner_gets_the_extra_arguments_of_update():
-  def scale_by_extra_arg():
-    def update_fn(updates, state, params=None, *, scale, **extra_args):
-      del params, extra_args
-      return jax.tree.map(lambda u: scale * u, updates), state
-    return optax.GradientTransformationExtraArgs(lambda p: optax.EmptyState(), update_fn)
-
   tx = normalize_by_norm_average(0.9, eps=0.0, inner=scale_by_extra_arg())
   g = {"w": jnp.asarray([3.0, 4.0])}
   out, _ = tx.update(g, tx.init(g), scale=2.0)
