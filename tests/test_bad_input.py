@@ -136,11 +136,16 @@ def test_missing_params_name_the_option_that_needs_them(make, who):
     tx.update(make_params(1), tx.init(params))
 
 
+@pytest.mark.parametrize("make", [
+    lambda: novograd(0.1), lambda: novograd_optax.adamp(0.1),
+    lambda: novograd_optax.sgdp(0.1, momentum=0.9)], ids=["novograd", "adamp", "sgdp"])
 @pytest.mark.parametrize("dtype", [jnp.int32, jnp.uint8, jnp.bool_])
-def test_integer_leaves_are_refused_at_init_with_the_remedy(dtype):
+def test_integer_leaves_are_refused_at_init_with_the_remedy(dtype, make):
+  # optax.adamw gives such a leaf a float update that apply_updates truncates back to
+  # int: a silent no-op or jump. Ours keep per-leaf state, so they refuse it at init.
   params = {**make_params(), "step": jnp.zeros((2,), dtype)}
   with pytest.raises(TypeError, match=r"params\['step'\].*optax.masked"):
-    novograd(0.1).init(params)
+    make().init(params)
 
 
 @pytest.mark.parametrize("make", [

@@ -188,6 +188,8 @@ def projected(
   decay = optax.add_decayed_weights(weight_decay, weight_decay_mask)
 
   def init_fn(params):
+    # An integer weight would get a float step that apply_updates truncates.
+    validation.check_inexact_leaves("params", params)
     return ProjectScaleInvariantState(
         inner_state=inner.init(params), decay_state=decay.init(params))
 

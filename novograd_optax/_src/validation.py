@@ -129,7 +129,11 @@ def check_not_injected_schedule(who: str, names: Iterable[str]) -> None:
     TypeError: naming the arguments and ``static_args``.
   """
   caller = sys._getframe(2)
-  if caller.f_globals.get("__name__") != "optax.schedules._inject":
+  # optax has no public way to tell an injected build; its init/update keep the
+  # callables they took for schedules in a local `sched_hps`. Any optax module is
+  # accepted (not only today's optax.schedules._inject), so a move inside optax
+  # keeps the check on; tests/test_inject_hyperparams.py fails if it ever goes quiet.
+  if not caller.f_globals.get("__name__", "").startswith("optax."):
     return
   schedules = caller.f_locals.get("sched_hps")
   if not isinstance(schedules, dict):
