@@ -90,6 +90,30 @@ class SngmTest(chex.TestCase, parameterized.TestCase):
     np.testing.assert_allclose(np.float64(out["a"]), 100.0 / norm, rtol=1e-3)
     np.testing.assert_allclose(out["b"], 1.0 / norm, rtol=1e-6)
 
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_float32_tree_keeps_float32_arithmetic_under_x64(self):
+    # With jax_enable_x64 a float32 tree is normalized in float32: bit for bit the
+    # float32 NumPy formula. The squared norm of these integers (445) is exact in
+    # float32 whatever the summation order, and sqrt and the division are correctly
+    # rounded. XLA:CPU divides by a scalar as a multiply by its reciprocal, so either
+    # float32 form is accepted; the same quotient in float64 rounded once to float32
+    # differs from both in 8 of the 12 entries, so an accidental float64 (the default
+    # dtype under x64) is caught.
+    g = np.float32([-1, 0, 5, 9, -9, -7, 6, 9, -5, -4, 7, -1])
+    eps = 0.1
+    denominator = np.sqrt(np.float32(445.0)) + np.float32(eps)
+    float32_forms = [g / denominator, g * (np.float32(1.0) / denominator)]
+    in_float64 = np.float32(np.float64(g) / (np.float64(np.sqrt(np.float32(445.0))) + eps))
+    for form in float32_forms:
+      self.assertTrue(np.any(in_float64 != form))
+    with jax.enable_x64(True):
+      grads = {"a": jnp.asarray(g[:5]), "b": jnp.asarray(g[5:])}
+      tx = normalize_by_global_norm(eps)
+      out, _ = self.variant(tx.update)(grads, tx.init(None))
+      self.assertEqual(out["a"].dtype, jnp.float32)
+      flat = np.concatenate([out["a"], out["b"]])
+      self.assertTrue(any(np.array_equal(flat, form) for form in float32_forms), flat)
+
   def test_zero_tree_gives_zero_update(self):
     tx = normalize_by_global_norm()
     out, _ = tx.update({"a": jnp.zeros(3)}, tx.init(None))

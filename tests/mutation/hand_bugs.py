@@ -1,0 +1,223 @@
+"""Hand-made bugs: realistic mistakes in the math, each applied alone to a copy of
+the package, with the module's tests (the selection of ``run_mutations.py``) run on it.
+
+mutmut's mutants are mechanical (an operator, a constant); these are the bugs a person
+porting an optimizer makes: an epsilon inside the root, a step count off by one, a
+chain in the wrong order, a norm taken of the wrong tensor. Each entry names its file,
+the exact text it replaces (it must occur exactly once, which
+``tests/mutation/test_hand_bugs.py`` checks on every run of the suite, so the catalogue
+follows the code) and what a user would see. The docs' reliability page lists the
+results.
+
+Usage (from the repository root)::
+
+    python tests/mutation/hand_bugs.py              # every bug
+    python tests/mutation/hand_bugs.py --list
+    python tests/mutation/hand_bugs.py 3 17         # some of them, by number
+
+Exit status 1 if a bug survives (no selected test fails on it) or the unmutated copy
+fails its tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "mutation"))
+from run_mutations import TESTS  # noqa: E402  (the same test selection per module)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bug:
+  module: str  # novograd_optax/_src/<module>.py
+  description: str
+  edits: tuple[tuple[str, str], ...]  # (original text, buggy text), each applied once
+
+
+def bug(module: str, description: str, *edits: tuple[str, str]) -> Bug:
+  return Bug(module, description, edits)
+
+
+BUGS = [
+    # NovoGrad's layer-wise moment (eq. 1 of the NovoGrad paper, Algorithm 1).
+    bug("layerwise_norm", "eps inside the square root",
+        ("jnp.sqrt(moment_vector + eps_root) + eps", "jnp.sqrt(moment_vector + eps_root + eps)")),
+    bug("layerwise_norm", "first-step initialization on the second step (count off by one)",
+        ("jnp.where(state.count == 0, 0.0, b2)", "jnp.where(state.count == 1, 0.0, b2)")),
+    bug("layerwise_norm", "b2 and 1 - b2 swapped in the moving average",
+        ("jnp.where(restart, 0.0, decay * previous)",
+         "jnp.where(restart, 0.0, (1.0 - decay) * previous)"),
+        ("jnp.where(restart, 1.0, 1.0 - decay) * squared",
+         "jnp.where(restart, 1.0, decay) * squared")),
+    bug("layerwise_norm", "an overflowed (inf) moment is not restarted",
+        ("restart = jnp.isposinf(previous)\n", "restart = jnp.isnan(previous)\n")),
+    bug("layerwise_norm", "AMSGrad maximum taken with the previous moment, not its maximum",
+        ("jnp.maximum(previous_max, new)", "jnp.maximum(previous, new)")),
+    bug("layerwise_norm", "L-inf norm all-reduced with psum instead of pmax",
+        ("reduce = jax.lax.psum if norm == \"l2\" else jax.lax.pmax", "reduce = jax.lax.psum")),
+    bug("layerwise_norm", "nu_init='first_nonzero' never restarts at a zero moment",
+        ("restart = restart | (previous == 0)", "restart = restart | (previous < 0)")),
+    bug("layerwise_norm", "the update not cast back to the gradient's dtype",
+        ("return (g.astype(compute) * inverse).astype(g.dtype)",
+         "return g.astype(compute) * inverse")),
+    bug("layers", "a negative layer axis not normalized (layer_axes=-1)",
+        ("normalized.append(axis % ndim)", "normalized.append(axis)")),
+    bug("layers", "a complex layer's norm from its real part only",
+        ("jnp.square(g.real.astype(acc)) + jnp.square(g.imag.astype(acc))",
+         "jnp.square(g.real.astype(acc))")),
+    bug("layers", "an fp16 gradient squared before the upcast (overflows above 256)",
+        ("return jnp.square(g.astype(acc))", "return jnp.square(g).astype(acc)")),
+    # SNGM (normalized gradient with momentum).
+    bug("global_norm", "divided by the squared norm",
+        ("norm = jnp.sqrt(global_squared_norm(updates, axis_name))",
+         "norm = global_squared_norm(updates, axis_name)")),
+    bug("global_norm", "eps inside the square root",
+        ("norm = jnp.sqrt(global_squared_norm(updates, axis_name))",
+         "norm = jnp.sqrt(global_squared_norm(updates, axis_name) + eps)")),
+    bug("alias", "SNGM: weight decay added after the normalization",
+        ("      optax.identity() if validation.is_static_zero(weight_decay)\n"
+         "      else optax.add_decayed_weights(weight_decay, weight_decay_mask),\n"
+         "      normalize_by_global_norm(eps, axis_name=axis_name),\n",
+         "      normalize_by_global_norm(eps, axis_name=axis_name),\n"
+         "      optax.identity() if validation.is_static_zero(weight_decay)\n"
+         "      else optax.add_decayed_weights(weight_decay, weight_decay_mask),\n")),
+    # Layer-wise trust ratio (LARS/LARC, NovoGrad's LUC).
+    bug("trust_ratio", "clip mode without the cap at 1",
+        ("factor = jnp.minimum(jnp.maximum(ratio, min_ratio), 1.0)",
+         "factor = jnp.maximum(ratio, min_ratio)")),
+    bug("trust_ratio", "scale mode ignores min_ratio",
+        ("factor = jnp.maximum(local, min_ratio)", "factor = local")),
+    bug("trust_ratio", "skip_zero_norms skips only layers where both norms are zero",
+        ("(w_norm == 0) | (x_norm == 0)", "(w_norm == 0) & (x_norm == 0)")),
+    bug("trust_ratio", "weight decay in the ratio but not added to the update",
+        ("decayed = x.astype(compute) + decay * w.astype(compute)",
+         "decayed = x.astype(compute)")),
+    bug("trust_ratio", "weight norm taken of the update (copy-paste)",
+        ("w_norm = jnp.sqrt(layers_lib.layer_squared_norms(w, lay",
+         "w_norm = jnp.sqrt(layers_lib.layer_squared_norms(x, lay")),
+    bug("trust_ratio", "learning-rate schedule read one step ahead",
+        ("lr = learning_rate(state.count) if", "lr = learning_rate(state.count + 1) if")),
+    # AdamP/SGDP projection.
+    bug("projection", "cosine's norms get eps added instead of floored at eps",
+        ("w_norm = jnp.maximum(jnp.sqrt(jnp.sum(w32 * w32, axis=rows)), eps)",
+         "w_norm = jnp.sqrt(jnp.sum(w32 * w32, axis=rows)) + eps")),
+    bug("projection", "wd_ratio applied only when the per-channel view fires",
+        ("jnp.where(jnp.logical_or(by_channel, by_layer), wd_ratio, 1.0)",
+         "jnp.where(by_channel, wd_ratio, 1.0)")),
+    bug("projection", "the gradient's radial part removed from the step",
+        ("w_hat * jnp.sum(w_hat * p32, axis=rows", "w_hat * jnp.sum(w_hat * g32, axis=rows")),
+    bug("projection", "biases (1-D leaves) projected too",
+        ("if w.ndim <= 1 or w.size == 0:", "if w.ndim < 1 or w.size == 0:")),
+    bug("projection", "weight decay of the unscaled weights (wd_ratio dropped)",
+        ("lambda w, f: (w * f).astype(w.dtype)", "lambda w, f: w")),
+    # The optimizers' chains.
+    bug("alias", "NovoGrad: decay placement inverted (decay_inside_moment ignored)",
+        ("if decay_inside_moment\n", "if not decay_inside_moment\n")),
+    bug("alias", "NovoGrad: grad_averaging inverted",
+        ("  if grad_averaging:\n", "  if not grad_averaging:\n")),
+    bug("alias", "NovoGrad LUC: trust ratio without the learning rate it is scaled by",
+        ("trust_coefficient, learning_rate, eps=1e-8", "trust_coefficient, 1.0, eps=1e-8")),
+    bug("alias", "AdamP Nesterov: the lookahead without 1 - b1",
+        ("b1 * m + (1 - b1) * g", "b1 * m + g")),
+    bug("alias", "AdamP Nesterov: nu debiased with b1",
+        ("nu_hat = optax.tree.bias_correction(nu, b2, count)",
+         "nu_hat = optax.tree.bias_correction(nu, b1, count)")),
+    bug("alias", "SGDP: decay not divided by 1 - momentum",
+        ("    decay = weight_decay / (1.0 - momentum)\n", "    decay = weight_decay\n")),
+    bug("alias", "SGDP: scaled by dampening instead of 1 - dampening",
+        ("optax.scale(1.0 - dampening)", "optax.scale(dampening)")),
+    bug("alias", "SGDP: the Nesterov step written into the momentum buffer",
+        ("if project_momentum and not nesterov else None", "if project_momentum else None")),
+]
+
+
+def source(module: str, root: pathlib.Path = ROOT) -> pathlib.Path:
+  return root / "novograd_optax" / "_src" / f"{module}.py"
+
+
+def apply(b: Bug, text: str) -> str:
+  """The module's text with the bug; refuses an edit whose original is not there once."""
+  for original, buggy in b.edits:
+    count = text.count(original)
+    if count != 1:
+      raise ValueError(
+          f"hand bug {b.description!r}: {original!r} occurs {count} times in"
+          f" {b.module}.py, not once; update the catalogue to the code.")
+    text = text.replace(original, buggy)
+  return text
+
+
+def copy_checkout(workdir: pathlib.Path) -> None:
+  ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "mutants")
+  for name in ("novograd_optax", "tests"):
+    shutil.copytree(ROOT / name, workdir / name, ignore=ignore)
+  shutil.copy(ROOT / "pyproject.toml", workdir / "pyproject.toml")
+
+
+def tests_pass(workdir: pathlib.Path, module: str) -> bool:
+  # PYTHONPATH puts the copy before the editable install of the checkout.
+  env = {**os.environ, "PYTHONPATH": str(workdir)}
+  command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+             "-n", "2", *TESTS[module]]
+  run = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
+  return run.returncode == 0
+
+
+def check_copy_is_imported(workdir: pathlib.Path) -> None:
+  env = {**os.environ, "PYTHONPATH": str(workdir)}
+  where = subprocess.run(
+      [sys.executable, "-c", "import novograd_optax; print(novograd_optax.__file__)"],
+      cwd=workdir, env=env, capture_output=True, text=True, check=True).stdout
+  if not pathlib.Path(where.strip()).is_relative_to(workdir):
+    raise RuntimeError(f"the tests would import {where.strip()}, not the mutated copy")
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("numbers", nargs="*", type=int, help="bugs to run (default: all)")
+  parser.add_argument("--list", action="store_true")
+  args = parser.parse_args()
+  chosen = args.numbers or range(1, len(BUGS) + 1)
+  if args.list:
+    for n in chosen:
+      print(f"{n:2d} {BUGS[n - 1].module}: {BUGS[n - 1].description}")
+    return 0
+  survived = []
+  with tempfile.TemporaryDirectory(prefix="hand-bugs-") as tmp:
+    workdir = pathlib.Path(tmp)
+    copy_checkout(workdir)
+    check_copy_is_imported(workdir)
+    for module in sorted({BUGS[n - 1].module for n in chosen}):
+      if not tests_pass(workdir, module):
+        print(f"the unmutated copy fails the tests of {module}; fix that first")
+        return 1
+    for n in chosen:
+      b = BUGS[n - 1]
+      path = source(b.module, workdir)
+      original = path.read_text()
+      path.write_text(apply(b, original))
+      start = time.perf_counter()
+      try:
+        caught = not tests_pass(workdir, b.module)
+      finally:
+        path.write_text(original)
+      if not caught:
+        survived.append(n)
+      print(f"{n:2d} {'caught  ' if caught else 'SURVIVED'} {time.perf_counter() - start:5.0f} s"
+            f"  {b.module}: {b.description}", flush=True)
+  print(f"{len(chosen) - len(survived)} of {len(chosen)} caught"
+        + (f"; survived: {survived}" if survived else ""))
+  return 1 if survived else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

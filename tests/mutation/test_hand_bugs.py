@@ -1,0 +1,20 @@
+"""The hand-made bug catalogue follows the code: each bug's original text occurs
+exactly once in its module (a refactoring that moves it fails here, not silently in
+a mutation run that would apply nothing), and each bug changes the module."""
+
+import pytest
+
+from tests.mutation import hand_bugs
+
+
+@pytest.mark.parametrize("number", range(1, len(hand_bugs.BUGS) + 1))
+def test_each_hand_bug_applies_to_the_current_code(number):
+  bug = hand_bugs.BUGS[number - 1]
+  original = hand_bugs.source(bug.module).read_text()
+  assert hand_bugs.apply(bug, original) != original
+
+
+def test_a_stale_bug_is_refused():
+  stale = hand_bugs.bug("layers", "stale", ("text that is not in the module", "x"))
+  with pytest.raises(ValueError, match="occurs 0 times"):
+    hand_bugs.apply(stale, hand_bugs.source("layers").read_text())
