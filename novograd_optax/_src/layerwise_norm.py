@@ -185,16 +185,12 @@ def scale_by_layerwise_norm(
       validation.check_same_structure(
           "updates", updates, "params", params, compare_shapes=True)
     layers = layers_lib.resolve_layer_axes(layer_axes, updates)
-    # 1 - b2 is taken before any array is made: in Python's double for a float b2, as
-    # the PyTorch peers do, and so the same float32 number with and without
-    # jax_enable_x64 (an array made from Python floats is float64 under x64).
     if nu_init == "first":
       # v_1 = ||g_1||^2 without a lax.cond: on the first step the old moment
       # (zeros) gets weight 0 and the new norm weight 1.
       decay = jnp.where(state.count == 0, 0.0, b2)
-      weight = jnp.where(state.count == 0, 1.0, 1.0 - b2)
     else:
-      decay, weight = b2, 1.0 - b2
+      decay = b2
 
     grads, treedef = jax.tree.flatten(updates)
     lays = treedef.flatten_up_to(layers)
@@ -215,12 +211,16 @@ def scale_by_layerwise_norm(
       restart = jnp.isposinf(previous)
       if nu_init == "first_nonzero":
         restart = restart | (previous == 0)
+      # The moment's weights in the moment's dtype: jnp.where(count == 0, 0.0, b2) is
+      # float64 under jax_enable_x64, and 1 - decay in float64 would change a float32
+      # layer's moment by rounding. (A Python float b2 stays weakly typed.)
+      d = decay.astype(previous.dtype) if isinstance(decay, jax.Array) else decay
       # where(restart, s, d * v + (1 - d) * s) written as a + b * s (the same formula:
       # a restart gives 0 + 1 * s): XLA:CPU does not fuse a reduction into an
       # operand of a select, and this form saves a kernel per leaf. The fused
       # reduction may round differently (nu within 1 ulp of the unfused one).
-      new = (jnp.where(restart, 0.0, decay * previous)
-             + jnp.where(restart, 1.0, weight) * squared).astype(previous.dtype)
+      new = (jnp.where(restart, 0.0, d * previous)
+             + jnp.where(restart, 1.0, 1.0 - d) * squared).astype(previous.dtype)
       if not amsgrad:
         return new, None
       return new, jnp.where(jnp.isposinf(previous_max), new, jnp.maximum(previous_max, new))

@@ -128,12 +128,7 @@ def normalize_by_norm_average(
         "updates", updates, "the optimizer state", state.norm_average)
     layers = layers_lib.resolve_layer_axes(layer_axes, updates)
     count = optax.safe_increment(state.count)
-    # 1 - b2 before any array is made (the same float32 number with and without x64).
-    if nu_init == "first":
-      decay = jnp.where(state.count == 0, 0.0, b2)
-      weight = jnp.where(state.count == 0, 1.0, 1.0 - b2)
-    else:
-      decay, weight = b2, 1.0 - b2
+    decay = jnp.where(state.count == 0, 0.0, b2) if nu_init == "first" else b2
     if bias_correction:
       # 1 - b2^t in float32 is 0 for b2 close to 1 only when t is huge; the kernel
       # computes it the same way.
@@ -143,9 +138,12 @@ def normalize_by_norm_average(
 
     def blend(g, r, lay):
       squared = layers_lib.layer_squared_norms(g, lay, norm, axis_name)
+      # In r's dtype: the where above is float64 under jax_enable_x64 (see
+      # scale_by_layerwise_norm); a Python float b2 stays weakly typed.
+      d = decay.astype(r.dtype) if isinstance(decay, jax.Array) else decay
       if norm == "l2":
-        return jnp.sqrt(decay * jnp.square(r) + weight * squared).astype(r.dtype)
-      return (decay * r + weight * jnp.sqrt(squared)).astype(r.dtype)
+        return jnp.sqrt(d * jnp.square(r) + (1.0 - d) * squared).astype(r.dtype)
+      return (d * r + (1.0 - d) * jnp.sqrt(squared)).astype(r.dtype)
 
     norm_average = jax.tree.map(blend, updates, state.norm_average, layers)
     inner_updates, inner_state = inner_tx.update(
