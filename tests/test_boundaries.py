@@ -156,6 +156,32 @@ def test_projection_threshold_from_both_sides(layout, channel_axis, kernel, scen
                              atol=2e-6)
 
 
+@pytest.mark.parametrize("factor", [0.8, 1.2])
+def test_projection_cosine_floors_each_norm_at_eps(factor):
+  """The reference's cosine (torch's cosine_similarity) divides by max(|w|, eps) *
+  max(|g|, eps), not |w| + eps or |g| + eps. With eps = 0.5 and unit rows an added
+  eps divides the cosine by 1.5 (or 2.25 for both norms): every row's cosine is
+  `factor` times the per-channel threshold, so with factor 1.2 the reference does
+  not project (an added eps would: 1.2 / 1.5 < 1), and with factor 0.8 both do."""
+  eps, channels, n = 0.5, 4, 16
+  rng = np.random.default_rng(7)
+  w = rng.normal(size=(channels, n))
+  w /= np.linalg.norm(w, axis=1, keepdims=True)
+  other = rng.normal(size=(channels, n))
+  other -= np.sum(other * w, axis=1, keepdims=True) * w
+  other /= np.linalg.norm(other, axis=1, keepdims=True)
+  cosine = factor * DELTA / np.sqrt(n)
+  g = cosine * w + np.sqrt(1 - cosine ** 2) * other
+  expected_p, expected_factor, view = numpy_projection(w, g, g, DELTA, eps)
+  assert view == ("channel" if factor < 1 else "none")
+  tx = project_scale_invariant(optax.identity(), delta=DELTA, wd_ratio=WD_RATIO,
+                               weight_decay=WD, eps=eps, channel_axis=0)
+  params, grads = {"kernel": jnp.asarray(w, jnp.float32)}, {"kernel": jnp.asarray(g, jnp.float32)}
+  out, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(np.asarray(out["kernel"]),
+                             expected_p + WD * expected_factor * w, rtol=2e-5, atol=2e-6)
+
+
 @pytest.mark.parametrize("scenario", ["channel_below", "channel_above", "layer_below"])
 def test_adamp_and_sgdp_pass_the_threshold_through(scenario):
   """The aliases give the projection its delta and channel axis: their first step

@@ -41,10 +41,15 @@ class Bug:
   module: str  # novograd_optax/_src/<module>.py
   description: str
   edits: tuple[tuple[str, str], ...]  # (original text, buggy text), each applied once
+  tests_of: str = ""  # whose test selection runs, if not the module's own
+
+  @property
+  def tests(self) -> list[str]:
+    return TESTS[self.tests_of or self.module]
 
 
-def bug(module: str, description: str, *edits: tuple[str, str]) -> Bug:
-  return Bug(module, description, edits)
+def bug(module: str, description: str, *edits: tuple[str, str], tests_of: str = "") -> Bug:
+  return Bug(module, description, edits, tests_of)
 
 
 BUGS = [
@@ -135,6 +140,56 @@ BUGS = [
         ("optax.scale(1.0 - dampening)", "optax.scale(dampening)")),
     bug("alias", "SGDP: the Nesterov step written into the momentum buffer",
         ("if project_momentum and not nesterov else None", "if project_momentum else None")),
+    # A second batch (2026-12-02).
+    bug("layerwise_norm", "AMSGrad: normalized by the moment, not its running maximum",
+        ("_batched(reciprocal, nu_max if amsgrad else nu)", "_batched(reciprocal, nu)")),
+    bug("layerwise_norm", "eps_root dropped",
+        ("jnp.sqrt(moment_vector + eps_root) + eps", "jnp.sqrt(moment_vector) + eps")),
+    bug("layerwise_norm", "the step count not incremented (every step is the first)",
+        ("count=optax.safe_increment(state.count), nu=", "count=state.count, nu=")),
+    bug("layers", "stacked layers share one norm (the layer axes reduced too)",
+        ("reduce = tuple(a for a in range(ndim) if a not in layer)",
+         "reduce = tuple(range(ndim))")),
+    bug("alias", "NovoGrad: weight decay before the normalization",
+        ("      scale_by_layerwise_norm(\n"
+         "          b2, eps, eps_root, norm=norm, nu_init=nu_init, amsgrad=amsgrad,\n"
+         "          layer_axes=layer_axes, axis_name=axis_name),\n"
+         "      *((weight_decay_step, momentum) if decay_inside_moment\n"
+         "        else (momentum, weight_decay_step)),\n",
+         "      weight_decay_step,\n"
+         "      scale_by_layerwise_norm(\n"
+         "          b2, eps, eps_root, norm=norm, nu_init=nu_init, amsgrad=amsgrad,\n"
+         "          layer_axes=layer_axes, axis_name=axis_name),\n"
+         "      momentum,\n")),
+    bug("wrappers", "NovoGrad: weight_decay_mask ignored",
+        ("optax.add_decayed_weights(weight_decay, mask)",
+         "optax.add_decayed_weights(weight_decay)"),
+        tests_of="alias"),
+    bug("alias", "SNGM: an EMA of the normalized gradients instead of heavy-ball momentum",
+        ("      optax.trace(momentum),\n      optax.scale_by_learning_rate(learning_rate),\n  ))",
+         "      optax.ema(momentum),\n      optax.scale_by_learning_rate(learning_rate),\n  ))")),
+    bug("trust_ratio", "eps dropped from the ratio's denominator",
+        ("(x_norm + decay * w_norm + eps)", "(x_norm + decay * w_norm)")),
+    bug("trust_ratio", "the step count not incremented (a schedule stays at step 0)",
+        ("ClipByLayerwiseTrustRatioState(optax.safe_increment(state.count))",
+         "ClipByLayerwiseTrustRatioState(state.count)")),
+    bug("projection", "channel_axis defaults to PyTorch's output axis 0",
+        ("  if channel_axis is None:\n    channel_axis = -1",
+         "  if channel_axis is None:\n    channel_axis = 0")),
+    bug("projection", "cosine taken with the step instead of the gradient",
+        ("dot = jnp.sum(w32 * g32, axis=rows)", "dot = jnp.sum(w32 * p32, axis=rows)"),
+        ("g_norm = jnp.maximum(jnp.sqrt(jnp.sum(g32 * g32, axis=rows)), eps)",
+         "g_norm = jnp.maximum(jnp.sqrt(jnp.sum(p32 * p32, axis=rows)), eps)")),
+    bug("projection", "the weight direction not normalized",
+        ("w_hat = w32 / jnp.where(denominator == 0, 1, denominator)", "w_hat = w32")),
+    bug("projection", "wd_ratio applied to the unprojected leaves instead",
+        ("jnp.where(jnp.logical_or(by_channel, by_layer), wd_ratio, 1.0)",
+         "jnp.where(jnp.logical_or(by_channel, by_layer), 1.0, wd_ratio)")),
+    bug("alias", "SGDP: Nesterov ignored",
+        ("optax.trace(momentum, nesterov=nesterov)", "optax.trace(momentum)")),
+    bug("alias", "AdamP: b1 and b2 swapped",
+        ("optax.scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype, nesterov=nesterov)",
+         "optax.scale_by_adam(b2, b1, eps, mu_dtype=mu_dtype, nesterov=nesterov)")),
 ]
 
 
@@ -161,11 +216,11 @@ def copy_checkout(workdir: pathlib.Path) -> None:
   shutil.copy(ROOT / "pyproject.toml", workdir / "pyproject.toml")
 
 
-def tests_pass(workdir: pathlib.Path, module: str) -> bool:
+def tests_pass(workdir: pathlib.Path, tests: list[str]) -> bool:
   # PYTHONPATH puts the copy before the editable install of the checkout.
   env = {**os.environ, "PYTHONPATH": str(workdir)}
   command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-             "-n", "2", *TESTS[module]]
+             "-n", "2", *tests]
   run = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
   return run.returncode == 0
 
@@ -194,9 +249,9 @@ def main() -> int:
     workdir = pathlib.Path(tmp)
     copy_checkout(workdir)
     check_copy_is_imported(workdir)
-    for module in sorted({BUGS[n - 1].module for n in chosen}):
-      if not tests_pass(workdir, module):
-        print(f"the unmutated copy fails the tests of {module}; fix that first")
+    for tests in sorted({tuple(BUGS[n - 1].tests) for n in chosen}):
+      if not tests_pass(workdir, list(tests)):
+        print(f"the unmutated copy fails {' '.join(tests)}; fix that first")
         return 1
     for n in chosen:
       b = BUGS[n - 1]
@@ -205,7 +260,7 @@ def main() -> int:
       path.write_text(apply(b, original))
       start = time.perf_counter()
       try:
-        caught = not tests_pass(workdir, b.module)
+        caught = not tests_pass(workdir, b.tests)
       finally:
         path.write_text(original)
       if not caught:
