@@ -216,13 +216,17 @@ def copy_checkout(workdir: pathlib.Path) -> None:
   shutil.copy(ROOT / "pyproject.toml", workdir / "pyproject.toml")
 
 
-def tests_pass(workdir: pathlib.Path, tests: list[str]) -> bool:
+def first_failure(workdir: pathlib.Path, tests: list[str]) -> str | None:
+  """The first failing test of the selection in the copy (pytest -x), or None."""
   # PYTHONPATH puts the copy before the editable install of the checkout.
   env = {**os.environ, "PYTHONPATH": str(workdir)}
   command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
              "-n", "2", *tests]
   run = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
-  return run.returncode == 0
+  if run.returncode == 0:
+    return None
+  failed = [line.split()[1] for line in run.stdout.splitlines() if line.startswith("FAILED ")]
+  return failed[0] if failed else f"pytest exit status {run.returncode}"
 
 
 def check_copy_is_imported(workdir: pathlib.Path) -> None:
@@ -250,8 +254,9 @@ def main() -> int:
     copy_checkout(workdir)
     check_copy_is_imported(workdir)
     for tests in sorted({tuple(BUGS[n - 1].tests) for n in chosen}):
-      if not tests_pass(workdir, list(tests)):
-        print(f"the unmutated copy fails {' '.join(tests)}; fix that first")
+      failure = first_failure(workdir, list(tests))
+      if failure:
+        print(f"the unmutated copy fails {failure}; fix that first")
         return 1
     for n in chosen:
       b = BUGS[n - 1]
@@ -260,13 +265,13 @@ def main() -> int:
       path.write_text(apply(b, original))
       start = time.perf_counter()
       try:
-        caught = not tests_pass(workdir, b.tests)
+        failure = first_failure(workdir, b.tests)
       finally:
         path.write_text(original)
-      if not caught:
+      if failure is None:
         survived.append(n)
-      print(f"{n:2d} {'caught  ' if caught else 'SURVIVED'} {time.perf_counter() - start:5.0f} s"
-            f"  {b.module}: {b.description}", flush=True)
+      print(f"{n:2d} {'caught  ' if failure else 'SURVIVED'} {time.perf_counter() - start:5.0f} s"
+            f"  {b.module}: {b.description}" + (f"  [{failure}]" if failure else ""), flush=True)
   print(f"{len(chosen) - len(survived)} of {len(chosen)} caught"
         + (f"; survived: {survived}" if survived else ""))
   return 1 if survived else 0
