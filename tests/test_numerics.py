@@ -227,4 +227,3 @@ def test_nan_gradient_without_wrapper_poisons_only_its_layer_forever():
   others = lambda tree: {k: v for k, v in tree.items() if k != "w"}
   expected, _ = run(opt, others(params), [others(g) for g in grads])
   chex.assert_trees_all_close(others(new_params), expected, rtol=1e-6)
-

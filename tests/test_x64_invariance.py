@@ -22,6 +22,11 @@ def _with_complex_leaf(seed: int) -> dict[str, jax.Array]:
   return {**make_params(seed), "c": jnp.asarray(z, jnp.complex64)}
 
 
+def _before_sgd(transformation):
+  """A case factory: ``transformation(**kwargs)`` chained with momentum SGD."""
+  return lambda **kwargs: optax.chain(transformation(**kwargs), optax.sgd(0.1, 0.9))
+
+
 # The optimizers whose float32 arithmetic is the same program with and without x64.
 # Not here: adamp, whose optax.scale_by_adam computes its bias corrections in float64
 # under x64 (optax.adamw changes by rounding too), and the trust ratio's clip mode,
@@ -37,15 +42,12 @@ X64_INVARIANT = [c for c in ALL_CASES if c.name != "adamp"] + [
     # on every step (random gradients are rarely close enough to orthogonal for it).
     OptimizerCase("sgdp_always_projecting", novograd_optax.sgdp, {
         "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 1e-3, "delta": 10.0}),
-    OptimizerCase("norm_average_apex", lambda **kw: optax.chain(
-        novograd_optax.normalize_by_norm_average(**kw), optax.sgd(0.1, 0.9)),
-        {"b2": 0.9, "bias_correction": True}),
-    OptimizerCase("norm_average_linf", lambda **kw: optax.chain(
-        novograd_optax.normalize_by_norm_average(**kw), optax.sgd(0.1, 0.9)),
-        {"norm": "linf"}),
-    OptimizerCase("lars", lambda **kw: optax.chain(
-        novograd_optax.clip_by_layerwise_trust_ratio(**kw), optax.sgd(0.1, 0.9)),
-        {"trust_coefficient": 0.02, "mode": "scale", "weight_decay": 1e-3}),
+    OptimizerCase("norm_average_apex", _before_sgd(novograd_optax.normalize_by_norm_average),
+                  {"b2": 0.9, "bias_correction": True}),
+    OptimizerCase("norm_average_linf", _before_sgd(novograd_optax.normalize_by_norm_average),
+                  {"norm": "linf"}),
+    OptimizerCase("lars", _before_sgd(novograd_optax.clip_by_layerwise_trust_ratio),
+                  {"trust_coefficient": 0.02, "mode": "scale", "weight_decay": 1e-3}),
 ]
 
 

@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "mutation"))
-from run_mutations import TESTS  # noqa: E402  (the same test selection per module)
+from run_mutations import TESTS, copy_checkout  # noqa: E402  (the same selection and copy)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,20 +208,18 @@ def apply(b: Bug, text: str) -> str:
   return text
 
 
-def copy_checkout(workdir: pathlib.Path) -> None:
-  ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "mutants")
-  for name in ("novograd_optax", "tests"):
-    shutil.copytree(ROOT / name, workdir / name, ignore=ignore)
-  shutil.copy(ROOT / "pyproject.toml", workdir / "pyproject.toml")
+def copy_env(workdir: pathlib.Path) -> dict[str, str]:
+  """The environment of a process that imports the copy: PYTHONPATH puts it before
+  the editable install of the checkout."""
+  return {**os.environ, "PYTHONPATH": str(workdir)}
 
 
 def first_failure(workdir: pathlib.Path, tests: list[str]) -> str | None:
   """The first failing test of the selection in the copy (pytest -x), or None."""
-  # PYTHONPATH puts the copy before the editable install of the checkout.
-  env = {**os.environ, "PYTHONPATH": str(workdir)}
   command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
              "-n", "2", *tests]
-  run = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
+  run = subprocess.run(command, cwd=workdir, env=copy_env(workdir), capture_output=True,
+                       text=True)
   if run.returncode == 0:
     return None
   failed = [line.split()[1] for line in run.stdout.splitlines() if line.startswith("FAILED ")]
@@ -230,10 +227,9 @@ def first_failure(workdir: pathlib.Path, tests: list[str]) -> str | None:
 
 
 def check_copy_is_imported(workdir: pathlib.Path) -> None:
-  env = {**os.environ, "PYTHONPATH": str(workdir)}
   where = subprocess.run(
       [sys.executable, "-c", "import novograd_optax; print(novograd_optax.__file__)"],
-      cwd=workdir, env=env, capture_output=True, text=True, check=True).stdout
+      cwd=workdir, env=copy_env(workdir), capture_output=True, text=True, check=True).stdout
   if not pathlib.Path(where.strip()).is_relative_to(workdir):
     raise RuntimeError(f"the tests would import {where.strip()}, not the mutated copy")
 

@@ -86,14 +86,22 @@ def toml_list(items: list[str]) -> str:
   return "[" + ", ".join("'" + item + "'" for item in items) + "]"
 
 
-def prepare_copy(module: str, workdir: pathlib.Path) -> None:
-  """Copies the package, the tests and pyproject.toml into ``workdir``."""
+def copy_checkout(workdir: pathlib.Path) -> None:
+  """Copies the package, the tests and pyproject.toml into ``workdir`` (replacing an
+  earlier copy there)."""
   ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "mutants")
   for name in ("novograd_optax", "tests"):
     if (workdir / name).exists():
       shutil.rmtree(workdir / name)
     shutil.copytree(ROOT / name, workdir / name, ignore=ignore)
-  pyproject = (ROOT / "pyproject.toml").read_text()
+  shutil.copy(ROOT / "pyproject.toml", workdir / "pyproject.toml")
+
+
+def prepare_copy(module: str, workdir: pathlib.Path) -> None:
+  """:func:`copy_checkout`, with mutmut's configuration for ``module`` in the copy's
+  pyproject.toml."""
+  copy_checkout(workdir)
+  pyproject = (workdir / "pyproject.toml").read_text()
   pyproject = pyproject.split("\n[tool.mutmut]")[0]
   (workdir / "pyproject.toml").write_text(pyproject + CONFIG.format(
       module=module, tests=toml_list(TESTS[module]), patterns=toml_list(DO_NOT_MUTATE)))
