@@ -1,7 +1,10 @@
-"""Renders a report of ``benchmarks.update_step`` as markdown: a short summary for the
-terminal and the docs' performance page.
+"""Renders the reports of ``benchmarks.update_step`` (timed) and of
+``benchmarks.compiled_for_target`` (compiled for a GPU or TPU, counts only) as markdown:
+short summaries for the terminal and the docs' performance page.
 
-    python -m benchmarks.report results/benchmarks/cpu.json docs/performance.md
+    python -m benchmarks.report results/benchmarks/cpu.json docs/performance.md \
+        --compiled results/benchmarks/h100_compiled.json \
+        results/benchmarks/tpu_v5e_16x16_compiled.json
 
 The page is generated, never edited by hand; a test checks that the committed page
 equals the one generated from the committed report.
@@ -9,9 +12,9 @@ equals the one generated from the committed report.
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,7 +79,7 @@ def _mib(n: int) -> str:
 
 
 def _value(target: str, v: float) -> str:
-  if target == "kernels":
+  if target in ("kernels", "all-gathers"):
     return f"{v:.0f}"
   if target.startswith("temporaries"):
     return f"{v / 2**20:.2f} MiB"
@@ -212,8 +215,108 @@ step took 1.35× SGD-momentum's time on GPT-2 with 318 kernels for 148 leaves (A
 """
 
 
-def render_page(report: dict[str, Any]) -> str:
-  """The docs' performance page for ``report``."""
+def compiled_table(tree: dict[str, Any]) -> list[str]:
+  """One tree of a compiled-for-target report: counts and memory per optimizer."""
+  rows = {r["optimizer"]: r for r in tree["rows"]}
+  sgd_m = rows["sgd_momentum"]["ops"]
+  lines = ["| optimizer | ops | × SGD-m | kinds | collectives (values per all-reduce)"
+           " | all-gathers | temp MiB | args MiB | aliased MiB | compile s |",
+           "|---|---:|---:|---|---|---|---:|---:|---:|---:|"]
+  for r in tree["rows"]:
+    kinds = ", ".join(f"{k} {v}" for k, v in r["kinds"].items())
+    if r["dma"]:
+      kinds += f" ({r['dma']} of them DMA, not counted)"
+    if r["conditionals"]:
+      kinds += "; conditional branches " + ", ".join("/".join(map(str, b))
+                                                     for b in r["conditionals"])
+    collectives = ", ".join(f"{k} {v}" for k, v in r["collectives"].items()) or "none"
+    if r["all_reduce_values"]:
+      collectives += " (" + ", ".join(map(str, r["all_reduce_values"])) + ")"
+    mem = r["memory"]
+    lines.append(
+        f"| {r['label']} | {r['ops']} | {r['ops'] / sgd_m:.2f} | {kinds} | {collectives}"
+        f" | {'; '.join(r['all_gather_shapes']) or 'none'} | {_mib(mem['temp_size'])}"
+        f" | {_mib(mem['argument_size'])} | {_mib(mem['alias_size'])}"
+        f" | {r['compile_s']:.1f} |")
+  return lines
+
+
+def _compiled_header(report: dict[str, Any]) -> list[str]:
+  t, h = report["target"], report["host"]
+  return [
+      f"- Compiled for: {t['name']} ({t['devices']} × {t['device_kind']}), on a"
+      f" {h['cpu_count']}-core CPU host without the device ({h['platform']},"
+      f" Python {h['python']})",
+      f"- Date: {report['date']}",
+      "- Versions: " + ", ".join(f"{k} {val}" for k, val in report["versions"].items()),
+      f"- Command: `{report['command']}`",
+  ]
+
+
+def _compiled_targets(report: dict[str, Any]) -> list[str]:
+  lines = ["| tree | optimizer | target | value | limit | result |",
+           "|---|---|---|---:|---:|---|"]
+  for tree in report["trees"]:
+    labels = {r["optimizer"]: r["label"] for r in tree["rows"]}
+    for t in tree["targets"]:
+      over = t["value"] / t["limit"] - 1 if t["limit"] else float("inf")
+      result = "pass" if t["pass"] else f"**miss** by {100 * over:.0f}%"
+      value = _value(t["target"], t["value"])
+      limit = _value(t["target"], t["limit"])
+      lines.append(f"| {tree['tree']} | {labels[t['optimizer']]} | {t['target']}"
+                   f" | {value} | {limit} | {result} |")
+  return lines
+
+
+def compiled_summary(report: dict[str, Any]) -> str:
+  """The terminal summary of a compiled-for-target report."""
+  out = _compiled_header(report) + [""]
+  for tree in report["trees"]:
+    out += [f"{tree['tree']}: {tree['leaves']} leaves ({tree['sharded_leaves']} sharded),"
+            f" {tree['layers']} layers, {tree['groups']} group(s)", ""]
+    out += compiled_table(tree) + [""]
+  return "\n".join(out + _compiled_targets(report))
+
+
+def compiled_section(report: dict[str, Any]) -> list[str]:
+  """The performance page's section for one compiled-for-target report."""
+  t = report["target"]
+  out = [f"## Compiled for {t['name']} (counts, not timings)", ""] + _compiled_header(report)
+  out += ["", COMPILED_NOTE[t["kind"]], "", "### Targets", ""] + _compiled_targets(report)
+  for tree in report["trees"]:
+    out += ["", f"### {t['name']}: {tree['tree']}", "",
+            f"{tree['leaves']} leaves ({tree['sharded_leaves']} sharded over"
+            f" {t['devices']} device(s)), {tree['layers']} layers, {tree['groups']}"
+            " (dtype, layer layout) group(s).", ""] + compiled_table(tree)
+  return out + [""]
+
+
+COMPILED_NOTE = {
+    "gpu": "The step compiled by XLA's GPU pipeline for this GPU, without one: `ops` are"
+           " the kernels it launches per step (on a real H100 these counts equal the"
+           " profiled kernels). Targets for our step: at most 1.45× SGD-momentum's kernels"
+           " (2× on the scanned tree), temporaries at most SGD-momentum's + 64 bytes per"
+           " layer + 64 KiB. **These are not timings**: the step's time on a GPU is still"
+           " to be measured (`python -m benchmarks.update_step` on the GPU).",
+    "tpu": "The step compiled by XLA's TPU pipeline for this slice, without one, sharded"
+           " FSDP-style: `ops` are the compute ops of one device's program (asynchronous"
+           " HBM↔VMEM copies are counted apart). Targets for our step: at most 1.5×"
+           " SGD-momentum's ops, at most one all-reduce per (dtype, layer layout) group, no"
+           " all-gather, temporaries at most SGD-momentum's + 64 bytes per layer + 64 KiB."
+           " **These are not timings.**",
+}
+
+
+def render_page(report: dict[str, Any], compiled: Sequence[dict[str, Any]] = ()) -> str:
+  """The docs' performance page for the timed ``report`` and the compiled-for-target
+  reports ``compiled``."""
+  page = _render_timed(report)
+  for other in compiled:
+    page += "\n" + "\n".join(compiled_section(other))
+  return page.rstrip("\n") + "\n"
+
+
+def _render_timed(report: dict[str, Any]) -> str:
   backend = report["machine"]["backend"]
   out = [PAGE_INTRO, f"## Measured on {backend}", ""] + _header(report) + [""]
   if backend == "cpu":
@@ -238,11 +341,19 @@ def render_page(report: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  args = sys.argv[1:] if argv is None else list(argv)
-  if len(args) != 2:
-    sys.exit("usage: python -m benchmarks.report REPORT.json PAGE.md")
-  report = json.loads(pathlib.Path(args[0]).read_text())
-  pathlib.Path(args[1]).write_text(render_page(report))
+  parser = argparse.ArgumentParser(
+      prog="python -m benchmarks.report",
+      description="Writes the docs' performance page from a timed report of"
+                  " benchmarks.update_step and any compiled-for-target reports of"
+                  " benchmarks.compiled_for_target.")
+  parser.add_argument("report", help="JSON of python -m benchmarks.update_step --out")
+  parser.add_argument("page", help="the markdown page to write")
+  parser.add_argument("--compiled", nargs="*", default=[],
+                      help="JSON files of python -m benchmarks.compiled_for_target --out")
+  args = parser.parse_args(argv)
+  report = json.loads(pathlib.Path(args.report).read_text())
+  compiled = [json.loads(pathlib.Path(p).read_text()) for p in args.compiled]
+  pathlib.Path(args.page).write_text(render_page(report, compiled))
 
 
 if __name__ == "__main__":

@@ -29,16 +29,9 @@ ratios to SGD-momentum and to AdamW taken within each round. Only ratios compare
 across machines. The targets of the project (see the performance page of the docs)
 are evaluated for our optimizer on every tree and reported as pass/miss.
 
-The trees are shaped like real models (values are random):
-
-* ``gpt2``: GPT-2 small, 148 leaves, 124M parameters;
-* ``resnet50``: ResNet-50, 161 leaves (convolutions, BatchNorm scales and biases, the
-  classifier), 25.6M parameters;
-* ``scanned``: the 12 GPT-2 blocks stacked on a leading axis as ``nn.scan`` builds
-  them (16 leaves, 148 layers); our optimizer gets ``layer_axes=0`` for the stacked
-  leaves, optax's see one layer per leaf;
-* ``deep``: 2000 leaves of 1000 parameters, where per-leaf overhead dominates;
-* ``tiny``: a dense layer and a stack of two layers (for the smoke test).
+The trees (GPT-2, ResNet-50, scanned GPT-2, a deep tree, a tiny one) and the optimizers
+are those of :mod:`benchmarks.trees`; kernel counting is :mod:`benchmarks.hlo`. The same
+step compiled for a GPU or TPU without one: :mod:`benchmarks.compiled_for_target`.
 
 ``--scale s`` multiplies the last dimension of every leaf by ``s`` (leaf and layer
 counts are unchanged). The same command runs on whatever backend JAX picks (CPU, GPU,
@@ -51,7 +44,6 @@ TPU). Example::
 from __future__ import annotations
 
 import argparse
-import collections
 import dataclasses
 import datetime
 import json
@@ -59,7 +51,6 @@ import math
 import os
 import pathlib
 import platform
-import re
 import statistics
 import sys
 import time
@@ -72,117 +63,21 @@ import numpy as np
 import optax
 
 import novograd_optax
-from novograd_optax import novograd
-from novograd_optax._src import layers as layers_lib
-
-LEARNING_RATE = 1e-3
-OURS, OURS_BF16, SGD_M, ADAMW = "ours", "ours_bf16", "sgd_momentum", "adamw"
-
-
-@dataclasses.dataclass(frozen=True)
-class Tree:
-  """A params tree (shapes only) and, for our novograd, its ``layer_axes``."""
-
-  shapes: Any  # pytree of tuple shapes
-  layer_axes: Any = None
-
-
-def _is_shape(x: Any) -> bool:
-  return isinstance(x, tuple) and all(isinstance(d, int) for d in x)
-
-
-def gpt2_block_shapes(d: int = 768, ffn: int = 3072) -> dict[str, Any]:
-  return {
-      "ln_1": {"scale": (d,), "bias": (d,)},
-      "attn": {"c_attn": {"kernel": (d, 3 * d), "bias": (3 * d,)},
-               "c_proj": {"kernel": (d, d), "bias": (d,)}},
-      "ln_2": {"scale": (d,), "bias": (d,)},
-      "mlp": {"c_fc": {"kernel": (d, ffn), "bias": (ffn,)},
-              "c_proj": {"kernel": (ffn, d), "bias": (d,)}},
-  }
-
-
-def gpt2_tree(vocab: int = 50257, context: int = 1024, d: int = 768) -> Tree:
-  shapes = {"wte": (vocab, d), "wpe": (context, d),
-            "ln_f": {"scale": (d,), "bias": (d,)}}
-  shapes["blocks"] = {f"h{i:02d}": gpt2_block_shapes(d) for i in range(12)}
-  return Tree(shapes)
-
-
-def scanned_gpt2_tree(vocab: int = 50257, context: int = 1024, d: int = 768) -> Tree:
-  stacked = jax.tree.map(lambda s: (12,) + s, gpt2_block_shapes(d), is_leaf=_is_shape)
-  shapes = {"wte": (vocab, d), "wpe": (context, d),
-            "ln_f": {"scale": (d,), "bias": (d,)}, "blocks": stacked}
-  # A pytree prefix of the params: axis 0 of every stacked leaf indexes layers.
-  layer_axes = {"wte": None, "wpe": None, "ln_f": None, "blocks": 0}
-  return Tree(shapes, layer_axes)
-
-
-def resnet50_tree() -> Tree:
-  def conv_bn(k: int, cin: int, cout: int) -> dict[str, Any]:
-    return {"conv": {"kernel": (k, k, cin, cout)},
-            "bn": {"scale": (cout,), "bias": (cout,)}}
-
-  shapes: dict[str, Any] = {"stem": conv_bn(7, 3, 64)}
-  cin = 64
-  for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512), strict=True)):
-    for block in range(blocks):
-      unit = {"conv1": conv_bn(1, cin, width), "conv2": conv_bn(3, width, width),
-              "conv3": conv_bn(1, width, 4 * width)}
-      if block == 0:
-        unit["projection"] = conv_bn(1, cin, 4 * width)
-      shapes[f"stage{stage + 1}_block{block + 1}"] = unit
-      cin = 4 * width
-  shapes["fc"] = {"kernel": (2048, 1000), "bias": (1000,)}
-  return Tree(shapes)
-
-
-def deep_tree(leaves: int = 2000, size: int = 1000) -> Tree:
-  return Tree({f"layer{i:04d}": {"w": (size,)} for i in range(leaves)})
-
-
-def tiny_tree() -> Tree:
-  """A dense layer and two stacked layers."""
-  shapes = {"dense": {"kernel": (4, 3), "bias": (3,)}, "stacked": {"kernel": (2, 3, 3)}}
-  return Tree(shapes, {"dense": None, "stacked": 0})
-
-
-TREES: dict[str, Callable[[], Tree]] = {
-    "gpt2": gpt2_tree,
-    "resnet50": resnet50_tree,
-    "scanned": scanned_gpt2_tree,
-    "deep": deep_tree,
-    "tiny": tiny_tree,
-}
-DEFAULT_TREES = ("gpt2", "resnet50", "scanned", "deep", "tiny")
-
-
-def scaled(tree: Tree, scale: float) -> Tree:
-  """Multiplies the last dimension of every leaf by ``scale`` (at least 1): leaf
-  and layer counts, and the stacked-layer axis of scanned leaves, stay."""
-  if scale == 1.0:
-    return tree
-
-  def shrink(shape):
-    return shape[:-1] + (max(1, round(shape[-1] * scale)),) if shape else shape
-
-  return Tree(jax.tree.map(shrink, tree.shapes, is_leaf=_is_shape), tree.layer_axes)
-
-
-# Each with its library's defaults besides the learning rate.
-OPTIMIZERS: dict[str, tuple[str, Callable[[Tree], optax.GradientTransformation]]] = {
-    OURS: ("novograd_optax.novograd",
-           lambda t: novograd(LEARNING_RATE, layer_axes=t.layer_axes)),
-    OURS_BF16: ("novograd_optax.novograd(mu_dtype=bf16)",
-                lambda t: novograd(LEARNING_RATE, mu_dtype=jnp.bfloat16,
-                                   layer_axes=t.layer_axes)),
-    "optax_novograd": ("optax.novograd", lambda t: optax.novograd(LEARNING_RATE)),
-    ADAMW: ("optax.adamw", lambda t: optax.adamw(LEARNING_RATE)),
-    "lamb": ("optax.lamb", lambda t: optax.lamb(LEARNING_RATE)),
-    SGD_M: ("optax.sgd(momentum=0.9)", lambda t: optax.sgd(LEARNING_RATE, momentum=0.9)),
-}
-# The references of the ratios: always measured.
-REFERENCES = (SGD_M, ADAMW)
+from benchmarks.hlo import kernel_ops
+from benchmarks.trees import (
+  DEFAULT_TREES,
+  OPTIMIZERS,
+  OURS,
+  OURS_BF16,
+  REFERENCES,
+  SGD_M,
+  TREES,
+  Tree,
+  layer_groups,
+  random_tree,
+  scaled,
+  tree_bytes,
+)
 
 # Targets for our optimizer (issue "At AdamW's speed or better"): a step no slower than
 # AdamW's and within 25% of SGD-momentum's (30% on ResNet-50), about one kernel per leaf,
@@ -194,53 +89,6 @@ KERNELS_PER_LEAF = 1.2
 KERNELS_PER_GROUP = 10
 TEMP_BYTES_PER_LAYER = 64  # a handful of float32 per-layer vectors
 TEMP_BYTES_SLACK = 1 << 16  # alignment and small scratch buffers
-
-
-def tree_bytes(tree: Any) -> int:
-  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
-
-
-_FREE_OPS = {"parameter", "tuple", "get-tuple-element", "bitcast", "constant"}
-
-
-def kernel_ops(hlo_text: str) -> dict[str, int]:
-  """The kinds of the instructions of the optimized entry computation that launch
-  work: fusions and unfused ops (parameters, tuples, bitcasts and constants move
-  nothing). A ``while`` (the in-loop program) counts as one."""
-  entry = hlo_text[hlo_text.index("\nENTRY"):]
-  entry = entry[:entry.index("\n}")]
-  kinds: collections.Counter[str] = collections.Counter()
-  for line in entry.splitlines()[1:]:
-    match = re.search(r"= \S+(?: \S+)*? ([a-z\-]+)\(", line)
-    if match and match.group(1) not in _FREE_OPS:
-      kind = match.group(1)
-      if kind == "fusion":
-        fusion_kind = re.search(r"kind=k(\w+)", line)
-        kind = f"fusion:{fusion_kind.group(1).lower()}" if fusion_kind else kind
-      kinds[kind] += 1
-  return dict(sorted(kinds.items()))
-
-
-def count_kernels(hlo_text: str) -> int:
-  return sum(kernel_ops(hlo_text).values())
-
-
-def layer_groups(tree: Tree, params: Any) -> tuple[int, int]:
-  """(layers, groups) of the tree as our optimizer sees it: one layer per leaf or per
-  stacked slice; a group is a distinct (dtype, layer layout) of the leaves."""
-  layouts = layers_lib.resolve_layer_axes(tree.layer_axes, params)
-  leaves = jax.tree.leaves(params)
-  lays = jax.tree.structure(params).flatten_up_to(layouts)
-  layers = sum(math.prod(lay.moment_shape(p.shape)) for p, lay in zip(leaves, lays, strict=True))
-  groups = {(p.dtype, len(lay.layer_axes)) for p, lay in zip(leaves, lays, strict=True)}
-  return layers, len(groups)
-
-
-def random_tree(shapes: Any, seed: int) -> Any:
-  leaves, treedef = jax.tree.flatten(shapes, is_leaf=_is_shape)
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  return treedef.unflatten(
-      [jax.random.normal(k, s, jnp.float32) for k, s in zip(keys, leaves, strict=True)])
 
 
 def make_step(tx: optax.GradientTransformation) -> Callable[..., Any]:

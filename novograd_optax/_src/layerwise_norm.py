@@ -7,15 +7,14 @@ section "NovoGrad".
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from novograd_optax._src import layer_layout, validation
 from novograd_optax._src import layers as layers_lib
-from novograd_optax._src import validation
 
 Norm = Literal["l2", "linf"]
 MomentInit = Literal["first", "zero", "first_nonzero"]
@@ -38,59 +37,6 @@ class ScaleByLayerwiseNormState(NamedTuple):
   count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in optax
   nu: optax.Updates
   nu_max: Optional[optax.Updates] = None
-
-
-# How the step is built, for XLA: each leaf is reduced on its own and its moment update
-# is a few scalar operations of its own, which XLA:CPU fuses into the reduction's last
-# kernel and which write nu straight to its state entry. The reciprocals of the
-# denominators of _LEAVES_PER_VECTOR leaves of one dtype are taken together on one small
-# vector (one kernel for them, into which XLA:CPU fuses the concatenation), and each
-# leaf's elementwise update reads its value with a slice fused into it; under axis_name
-# the squared norms of such a group are all-reduced together. Small groups: on XLA:CPU
-# a concatenation of many scalars whose slices feed as many fusions compiles slowly
-# (GPT-2, 148 leaves: ~20 s with groups of 64, as with one vector for the whole
-# moment update, against ~9 s with groups of 8 or none), and gathering the moments
-# themselves into a vector costs a slice kernel per leaf to write nu back. Gradients
-# are never concatenated: stacking leaves copies them, and would gather a leaf that is
-# sharded over devices. The state keeps one nu per leaf, keyed like the params.
-# Measured in docs/performance.md (benchmarks/update_step.py).
-_LEAVES_PER_VECTOR = 8
-
-
-def _vector_groups(scalars) -> list[list[int]]:
-  """Indices of the leaves whose per-layer values share a vector: same dtype, at most
-  _LEAVES_PER_VECTOR of them."""
-  groups: dict[Any, list[int]] = {}
-  for i, x in enumerate(scalars):
-    groups.setdefault(jnp.result_type(x), []).append(i)
-  return [group[start:start + _LEAVES_PER_VECTOR] for group in groups.values()
-          for start in range(0, len(group), _LEAVES_PER_VECTOR)]
-
-
-def _batched(fn, values) -> list[jax.Array]:
-  """``[fn(v) for v in values]`` for an elementwise ``fn``, applied to each group's
-  concatenation of values (the same numbers, fewer kernels)."""
-  out = list(values)
-  for group in _vector_groups(values):
-    shapes = [jnp.shape(values[i]) for i in group]
-    result = fn(_concatenate([values[i] for i in group]))
-    for i, x in zip(group, _split(result, shapes), strict=True):
-      out[i] = x
-  return out
-
-
-def _concatenate(pieces) -> jax.Array:
-  return jnp.concatenate([jnp.ravel(x) for x in pieces])
-
-
-def _split(vector, shapes) -> list[jax.Array]:
-  """Inverse of :func:`_concatenate` for pieces of the given shapes."""
-  out, offset = [], 0
-  for shape in shapes:
-    size = math.prod(shape)
-    out.append(jax.lax.slice_in_dim(vector, offset, offset + size).reshape(shape))
-    offset += size
-  return out
 
 
 def scale_by_layerwise_norm(
@@ -194,16 +140,14 @@ def scale_by_layerwise_norm(
 
     grads, treedef = jax.tree.flatten(updates)
     lays = treedef.flatten_up_to(layers)
-    old_nu = treedef.flatten_up_to(state.nu)
-    old_nu_max = treedef.flatten_up_to(state.nu_max) if amsgrad else None
-    squared_norms = [layers_lib.layer_squared_norms(g, lay, norm) for g, lay in zip(
-        grads, lays, strict=True)]
-    if axis_name is not None:
-      # One all-reduce per group of leaves instead of one per leaf.
-      reduce = jax.lax.psum if norm == "l2" else jax.lax.pmax
-      squared_norms = _batched(lambda x: reduce(x, axis_name), squared_norms)
+    squared_norms = [layers_lib.layer_squared_norms(g, lay, norm, axis_name)
+                     for g, lay in zip(grads, lays, strict=True)]
+    columns = [squared_norms, treedef.flatten_up_to(state.nu)]
+    if amsgrad:
+      columns.append(treedef.flatten_up_to(state.nu_max))
 
-    def moment(squared, previous, previous_max):
+    def moment(squared, previous, previous_max=None):
+      # Elementwise over layers: layer_layout runs it per leaf or on stacked vectors.
       # A float32 overflow of ||g||^2 (|g| ~ 1e20) leaves v = inf: that step's update
       # is g / inf = 0, but b2 * inf would then zero every later update of the layer,
       # silently and forever (and 0 * inf would be NaN for b2 = 0). An inf moment
@@ -216,30 +160,19 @@ def scale_by_layerwise_norm(
       # layer's moment by rounding. (A Python float b2 stays weakly typed.)
       d = decay.astype(previous.dtype) if isinstance(decay, jax.Array) else decay
       # where(restart, s, d * v + (1 - d) * s) written as a + b * s (the same formula:
-      # a restart gives 0 + 1 * s): XLA:CPU does not fuse a reduction into an
-      # operand of a select, and this form saves a kernel per leaf. The fused
-      # reduction may round differently (nu within 1 ulp of the unfused one).
+      # a restart gives 0 + 1 * s): XLA:CPU fuses a reduction into an operand of a
+      # multiply-add, not of a select, and this form saves a kernel per leaf there.
       new = (jnp.where(restart, 0.0, d * previous)
              + jnp.where(restart, 1.0, 1.0 - d) * squared).astype(previous.dtype)
       if not amsgrad:
-        return new, None
+        return (new,)
       return new, jnp.where(jnp.isposinf(previous_max), new, jnp.maximum(previous_max, new))
 
-    moments = [moment(squared, previous, old_nu_max[i] if amsgrad else None)
-               for i, (squared, previous) in enumerate(zip(squared_norms, old_nu, strict=True))]
-    nu = [m[0] for m in moments]
-    nu_max = [m[1] for m in moments]
-    # The reciprocal once per layer: the per-element work is a multiply (the
-    # optimized HLO of a division showed the same rewrite).
-    def reciprocal(moment_vector):
-      denominator = jnp.sqrt(moment_vector + eps_root) + eps
-      # With eps = eps_root = 0 a layer whose moment is 0 (all its gradients so far zero,
-      # or so small that their square underflows) would get g * (1/0) = 0 * inf = NaN;
-      # it is divided by 1 instead, so a zero layer gets a zero update as with any
-      # eps > 0. Only an exact zero is replaced: a NaN moment still poisons its layer.
-      return 1.0 / jnp.where(denominator == 0, 1.0, denominator)
-
-    inverses = _batched(reciprocal, nu_max if amsgrad else nu)
+    results = layer_layout.for_platform(
+        moment, lambda v: _reciprocal_denominator(v, eps, eps_root), columns)
+    nu = [r[0] for r in results]
+    nu_max = [r[1] for r in results] if amsgrad else None
+    inverses = [r[-1] for r in results]
 
     def normalize(g, inverse, lay):
       inverse = jnp.expand_dims(inverse, lay.reduce_axes)
@@ -252,3 +185,16 @@ def scale_by_layerwise_norm(
         nu_max=treedef.unflatten(nu_max) if amsgrad else None)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _reciprocal_denominator(moment, eps, eps_root):
+  """1 / (sqrt(v + eps_root) + eps), once per layer: the per-element work is then a
+  multiply (the optimized HLO of a division showed the same rewrite).
+
+  With eps = eps_root = 0 a layer whose moment is 0 (all its gradients so far zero, or
+  so small that their square underflows) would get g * (1/0) = 0 * inf = NaN; it is
+  divided by 1 instead, so a zero layer gets a zero update as with any eps > 0. Only an
+  exact zero is replaced: a NaN moment still poisons its layer.
+  """
+  denominator = jnp.sqrt(moment + eps_root) + eps
+  return 1.0 / jnp.where(denominator == 0, 1.0, denominator)

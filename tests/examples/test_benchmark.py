@@ -12,8 +12,8 @@ import pathlib
 import jax
 import pytest
 
+from benchmarks import compiled_for_target, hlo, trees, update_step
 from benchmarks import report as report_lib
-from benchmarks import update_step
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -59,8 +59,8 @@ def test_quick_report_sizes_and_memory(quick_report):
   rows = {r["optimizer"]: r for r in tree["rows"]}
   expected = expected_state_bytes()
   assert set(rows) == set(expected)
-  tiny = update_step.tiny_tree()
-  params = update_step.random_tree(tiny.shapes, seed=0)
+  tiny = trees.tiny_tree()
+  params = trees.random_tree(tiny.shapes, seed=0)
   for name, state_bytes in expected.items():
     row, grads_bytes = rows[name], F32 * PARAMS
     assert row["state_bytes"] == state_bytes, name
@@ -71,7 +71,7 @@ def test_quick_report_sizes_and_memory(quick_report):
     # donated params and state are aliased to the outputs.
     assert memory["argument_size"] == F32 * PARAMS + state_bytes + grads_bytes, name
     # The outputs are returned as one tuple: a table of 8-byte buffer pointers.
-    state = update_step.OPTIMIZERS[name][1](tiny).init(params)
+    state = trees.OPTIMIZERS[name][1](tiny).init(params)
     outputs = LEAVES + len(jax.tree.leaves(state))
     assert memory["output_size"] == F32 * PARAMS + state_bytes + 8 * outputs, name
     assert memory["alias_size"] == F32 * PARAMS + state_bytes, name
@@ -115,7 +115,7 @@ def test_targets_pass_and_miss():
 
 
 def test_kernel_ops_of_an_entry_computation():
-  hlo = """HloModule m
+  text = """HloModule m
 
 fused (p: f32[4]) -> f32[4] {
   ROOT x = f32[4] negate(p)
@@ -131,8 +131,80 @@ ENTRY main (a: f32[4], b: f32[]) -> (f32[4], f32[]) {
   ROOT out = (f32[4]{0}, f32[]) tuple(t, r)
 }
 """
-  assert update_step.kernel_ops(hlo) == {"copy": 1, "fusion:loop": 1, "reduce": 1}
-  assert update_step.count_kernels(hlo) == 3
+  assert hlo.kernel_ops(text) == {"copy": 1, "fusion:loop": 1, "reduce": 1}
+  assert hlo.count_kernels(text) == 3
+
+
+def test_analyse_counts_compute_dma_branches_and_collectives():
+  """A TPU-like module written by hand: DMA apart, the larger branch of a conditional
+  counted, collectives in any computation, each once, with their values and shapes."""
+  text = """HloModule m
+
+%branch_a (p: f32[]) -> f32[] {
+  %p = f32[] parameter(0)
+  %n = f32[] negate(%p)
+  ROOT %m = f32[] multiply(%n, %n)
+}
+
+%branch_b (p: f32[]) -> f32[] {
+  %p = f32[] parameter(0)
+  ROOT %n = f32[] negate(%p)
+}
+
+%nested (x: f32[8]) -> f32[8] {
+  %x = f32[8]{0} parameter(0)
+  ROOT %g = f32[64]{0} all-gather(%x), dimensions={0}
+}
+
+ENTRY %main (a: f32[8], b: f32[], i: s32[]) -> f32[8] {
+  %a = f32[8]{0} parameter(0)
+  %b = f32[] parameter(1)
+  %i = s32[] parameter(2)
+  %cs = (f32[8]{0}, f32[8]{0}, u32[]) copy-start(%a)
+  %cd = f32[8]{0} copy-done(%cs)
+  %ar = (f32[], f32[8]{0}) all-reduce(%b, %cd), replica_groups={}, to_apply=%add
+  %c = f32[] conditional(%i, %b, %b), branch_computations={%branch_a, %branch_b}
+  %f = f32[8]{0} fusion(%cd), kind=kLoop, calls=%fused
+  ROOT %t = (f32[8]{0}, f32[]) tuple(%f, %c)
+}
+"""
+  got = hlo.analyse(text)
+  assert got["kinds"] == {"all-reduce": 1, "conditional": 1, "copy-done": 1, "copy-start": 1,
+                          "fusion:loop": 1}
+  assert got["dma"] == 2
+  assert got["conditionals"] == [[2, 1]]
+  # all-reduce + conditional + fusion in the entry, and the larger branch's 2 ops
+  assert got["ops"] == 3 + 2
+  assert got["collectives"] == {"all-gather": 1, "all-reduce": 1}
+  assert got["all_reduce_values"] == [2]
+  assert got["all_gather_shapes"] == ["f32[64]"]
+
+
+def test_compiled_targets_pass_and_miss():
+  def row(key, ops, temp, collectives=None):
+    return {"optimizer": key, "ops": ops, "memory": {"temp_size": temp},
+            "collectives": collectives or {}}
+
+  result = {"tree": "gpt2", "layers": 100, "groups": 2, "rows": [
+      row("ours", 215, 64 * 100 + 2**16, {"all-reduce": 3}),
+      row("ours_bf16", 214, 0, {"all-reduce": 2, "all-gather": 1}),
+      row("sgd_momentum", 148, 0)]}
+  got = {(t["optimizer"], t["target"]): t["pass"]
+         for t in compiled_for_target.targets(result, "tpu")}
+  # 215 / 148 = 1.45 <= 1.5; 3 all-reduces for 2 groups: miss; an all-gather: miss.
+  assert got == {("ours", "compute ops / SGD-m's"): True,
+                 ("ours", "temporaries (bytes)"): True,
+                 ("ours", "all-reduces per dtype group"): False,
+                 ("ours", "all-gathers"): True,
+                 ("ours_bf16", "compute ops / SGD-m's"): True,
+                 ("ours_bf16", "temporaries (bytes)"): True,
+                 ("ours_bf16", "all-reduces per dtype group"): True,
+                 ("ours_bf16", "all-gathers"): False}
+  gpu = {(t["optimizer"], t["target"]): t["pass"]
+         for t in compiled_for_target.targets(result, "gpu")}
+  # 215 / 148 = 1.453 > 1.45 (GPU); 214 / 148 = 1.446.
+  assert gpu[("ours", "kernels / SGD-m's")] is False
+  assert gpu[("ours_bf16", "kernels / SGD-m's")] is True
 
 
 def test_rejects_unknown_names():
