@@ -560,14 +560,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
       "plot under outputs/ (ignored by git); --update-results rewrites the committed "
       "results/ file instead.",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--model", choices=MODELS, default="mlp")
+  parser.add_argument("--model", choices=MODELS, default="mlp", help="the network trained")
   parser.add_argument("--width", type=int, default=None,
-                      help="hidden units (mlp, default 128) or channels (cnn, default 32)")
+                      help="hidden units (mlp) or channels (cnn); None: 128 or 32")
   parser.add_argument("--optimizers", default=",".join(OPTIMIZERS),
                       help="comma-separated subset of " + ",".join(OPTIMIZERS))
   parser.add_argument("--batch-sizes", type=_int_list,
-                      default=list(BATCH_SIZES), help="comma-separated")
-  parser.add_argument("--epochs", type=int, default=15)
+                      default=",".join(map(str, BATCH_SIZES)), help="comma-separated")
+  parser.add_argument("--epochs", type=int, default=15, help="epochs per run")
   parser.add_argument("--extra-epochs", type=int, default=0,
                       help="also train every optimizer this many epochs at the largest batch")
   parser.add_argument("--seeds", type=int, default=1,
@@ -581,18 +581,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       help="fraction of the steps with linear warmup (all optimizers)")
   parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
   parser.add_argument("--configuration", default=None,
-                      help="label written to the results (default: quick with --quick, "
-                      "full with >= 3 seeds, else main)")
+                      help="label written to the results; None: quick with --quick, "
+                      "full with >= 3 seeds, else main")
   parser.add_argument("--out", default=None,
-                      help="results JSON ('' = none; default "
+                      help="results JSON ('' = none); None: "
                       "outputs/mnist1d_<model>_<configuration>.json, or results/... with "
-                      "--update-results)")
+                      "--update-results")
   parser.add_argument("--plot", default=None,
-                      help="PNG path ('' = none; default outputs/mnist1d_<model>_"
-                      "<configuration>.png)")
+                      help="PNG path ('' = none); None: outputs/mnist1d_<model>_"
+                      "<configuration>.png")
   parser.add_argument("--update-results", action="store_true",
                       help="write the results JSON into results/, replacing the committed "
-                      "file the README and docs are made from (default: outputs/, which "
+                      "file the README and docs are made from, instead of outputs/ (which "
                       "git ignores)")
   parser.add_argument("--quick", action="store_true",
                       help="tiny run for tests: 4000 samples, 3 epochs, batches 32 and 512")
