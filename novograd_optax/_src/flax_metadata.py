@@ -33,7 +33,13 @@ def _flax_box_types() -> tuple[type, ...]:
   """
   types: list[type] = []
   if "flax.nnx" in sys.modules:
-    types.append(sys.modules["flax.nnx"].Variable)
+    nnx = sys.modules["flax.nnx"]
+    types.append(nnx.Variable)
+    # What nnx.state holds before Flax 0.12 (later only a deprecated alias of
+    # Variable, reached through the module's __getattr__: vars() skips it).
+    variable_state = vars(nnx).get("VariableState")
+    if isinstance(variable_state, type):
+      types.append(variable_state)
   if "flax.core.meta" in sys.modules:
     types.append(sys.modules["flax.core.meta"].Partitioned)
   return tuple(types)
@@ -44,8 +50,8 @@ def _axis_names(node: Any, box_types: tuple[type, ...]) -> Any:
   if not (box_types and isinstance(node, box_types)):
     return _NOT_ANNOTATED
   names = getattr(node, "names", None)  # nn.Partitioned (and LogicallyPartitioned)
-  if names is None and hasattr(node, "get_metadata"):  # nnx.Variable
-    metadata = node.get_metadata()
+  if names is None:  # nnx.Variable (or VariableState)
+    metadata = node.get_metadata() if hasattr(node, "get_metadata") else {}
     for key in _NNX_SHARDING_KEYS:
       if metadata.get(key):
         names = metadata[key]
