@@ -36,6 +36,7 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+templates_path = ["_templates"]  # autosummary/class.rst: NamedTuple fields listed once
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "Thumbs.db", ".DS_Store"]
 
 # The API reference: one page per public name, from the docstrings.
@@ -113,6 +114,9 @@ def _write_if_changed(path: pathlib.Path, text: str) -> None:
 _write_if_changed(DOCS / "api.md", _api_lists())
 
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+# Markdown outputs of the notebook (display(Markdown(table))) are parsed as MyST, which
+# has tables; the default, CommonMark, shows a table's "|" text.
+nb_render_markdown_format = "myst"
 myst_heading_anchors = 3
 
 # The notebook runs from its own folder (docs/notebooks links to ../notebooks),
@@ -131,3 +135,16 @@ html_theme_options = {
     "show_toc_level": 2,
     "navigation_with_keys": False,
 }
+
+
+def _skip_namedtuple_field_aliases(app, what, name, obj, skip, options):
+  """A NamedTuple's fields are documented in its docstring's Attributes; the
+  generated "Alias for field number N" members would list each a second time."""
+  if what == "class" and (getattr(obj, "__doc__", None) or "").startswith(
+      "Alias for field number"):
+    return True
+  return None
+
+
+def setup(app):
+  app.connect("autodoc-skip-member", _skip_namedtuple_field_aliases)

@@ -365,24 +365,31 @@ def evaluate(options: dict, lrs: list, seed: int) -> list[dict]:
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(
+      description=" ".join(__doc__.split("\n\n")[0].split()),
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   group = parser.add_mutually_exclusive_group()
   group.add_argument("--quick", action="store_true", help="seconds-long smoke test")
   group.add_argument("--full", action="store_true",
                      help="the full configuration (~13 min on 2 idle CPU cores)")
   group.add_argument("--scale", action="store_true", help="a larger run for an accelerator")
-  parser.add_argument("--sizes", default=None, help=f"comma-separated of {sorted(SIZES)}")
-  parser.add_argument("--steps", type=int, default=None)
-  parser.add_argument("--seeds", type=int, default=None, help="number of seeds (>= 3)")
+  parser.add_argument("--sizes", default=None,
+                      help=f"comma-separated of {sorted(SIZES)} (None: the configuration's)")
+  parser.add_argument("--steps", type=int, default=None,
+                      help="training steps per run (None: the configuration's)")
+  parser.add_argument("--seeds", type=int, default=None,
+                      help="number of seeds, >= 3 (None: the configuration's)")
   parser.add_argument("--kappa", type=float, nargs="+", default=None,
-                      help="lr x weight decay; several values: tuned per optimizer")
-  parser.add_argument("--jobs", type=int, default=None, help="parallel processes")
+                      help="lr x weight decay; several values: tuned per optimizer (None: the "
+                      "configuration's)")
+  parser.add_argument("--jobs", type=int, default=None,
+                      help="parallel processes (None: the configuration's)")
   parser.add_argument("--out", default=None,
-                      help="results JSON (default results/char_lm_<configuration>.json)")
+                      help="results JSON; None: results/char_lm_<configuration>.json")
   parser.add_argument("--cache", default=None,
                       help="folder keeping every finished training call, so an interrupted "
-                           "run resumes (default for --full and --scale: "
-                           "results/cache/char_lm_<configuration>)")
+                           "run resumes; None: results/cache/char_lm_<configuration> "
+                           "for --full and --scale, no cache otherwise")
   parser.add_argument("--no-cache", action="store_true", help="train everything afresh")
   args = parser.parse_args(argv)
   args.configuration = ("quick" if args.quick else "full" if args.full

@@ -42,24 +42,33 @@ from typing import Any, Sequence
 LAYOUTS = ("data", "fsdp")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                     argparse.RawDescriptionHelpFormatter):
+  """Shows every default, and the module docstring (the epilog) as written."""
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       description="Train a Flax NNX MLP with NovoGrad, data parallel and fully sharded.",
-      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-  parser.add_argument("--layout", choices=LAYOUTS + ("both",), default="both")
-  parser.add_argument("--steps", type=int, default=200)
+      formatter_class=_HelpFormatter, epilog=__doc__)
+  parser.add_argument("--layout", choices=LAYOUTS + ("both",), default="both",
+                      help="data: replicated params; fsdp: params sharded; both: each")
+  parser.add_argument("--steps", type=int, default=200, help="training steps")
   parser.add_argument("--batch-size", type=int, default=512,
                       help="global batch, split over all devices")
-  parser.add_argument("--hidden", type=int, default=256)
-  parser.add_argument("--learning-rate", type=float, default=0.01)
-  parser.add_argument("--weight-decay", type=float, default=1e-3)
+  parser.add_argument("--hidden", type=int, default=256, help="hidden units of the MLP")
+  parser.add_argument("--learning-rate", type=float, default=0.01,
+                      help="NovoGrad's learning rate")
+  parser.add_argument("--weight-decay", type=float, default=1e-3,
+                      help="NovoGrad's weight decay (not on biases)")
   parser.add_argument("--quick", action="store_true",
                       help="10 steps, batch 64, hidden 32: a smoke test")
   parser.add_argument("--devices", type=int, default=8,
                       help="fake CPU devices per process when running on CPU")
   parser.add_argument("--processes", type=int, default=0,
                       help="start this many local processes joined by jax.distributed")
-  parser.add_argument("--coordinator", help="host:port of process 0 (multi-process)")
+  parser.add_argument("--coordinator",
+                      help="host:port of process 0 (multi-process; None: single process)")
   parser.add_argument("--num-processes", type=int, help="processes in the job")
   parser.add_argument("--process-id", type=int, help="this process's rank")
   parser.add_argument("--auto-init", action="store_true",

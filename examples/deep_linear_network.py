@@ -274,12 +274,16 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(
+      description=" ".join(__doc__.split("\n\n")[0].split()),
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("--steps", type=int, default=STEPS, help="steps per run (paper: 500)")
   parser.add_argument("--learning-rates", type=float, nargs="+",
-                      default=[0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0])
+                      default=[0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0],
+                      help="learning rates of the robustness grid")
   parser.add_argument("--weight-decays", type=float, nargs="+",
-                      default=[0.0, 0.01, 0.1, 0.3, 0.5, 1.0])
+                      default=[0.0, 0.01, 0.1, 0.3, 0.5, 1.0],
+                      help="weight decays of the robustness grid")
   parser.add_argument("--num-inits", type=int, default=32,
                       help="initial points per (lr, wd) cell of the robustness grid")
   parser.add_argument("--seed", type=int, default=0, help="seed of the grid's initial points")

@@ -614,7 +614,9 @@ def replace_between_markers(text: str, inner: str) -> Optional[str]:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(
+      description=" ".join(__doc__.split("\n\n")[0].split()),
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("--check", action="store_true",
                       help="exit 1 if docs/experiments.md differs from the results")
   parser.add_argument("--no-plots", action="store_true", help="do not write the figures")

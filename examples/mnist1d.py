@@ -60,6 +60,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+import tqdm  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from novograd_optax import novograd, sngm  # noqa: E402
@@ -411,10 +412,21 @@ def sweep(
                         num_samples=num_samples, model=model, width=width,
                         warmup_fraction=warmup_fraction, scaling=scaling,
                         tag=f"x{extra_epochs}ep")
-  results = protocol.run_protocol(
-      evaluate, cands, seeds=seeds, score_key="val_accuracy", higher_is_better=True,
-      report_keys=("test_accuracy", "val_accuracy"), jobs=jobs,
-      progress=print if progress else None)
+  # One tick per tuned cell: the count and an estimate of the time left (on stderr),
+  # with each cell's result printed above the bar.
+  bar = tqdm.tqdm(total=len(cands), desc="tuning", unit="cell", disable=not progress)
+
+  def report(message: str) -> None:
+    bar.update(1)
+    bar.write(message)
+
+  try:
+    results = protocol.run_protocol(
+        evaluate, cands, seeds=seeds, score_key="val_accuracy", higher_is_better=True,
+        report_keys=("test_accuracy", "val_accuracy"), jobs=jobs,
+        progress=report if progress else None)
+  finally:
+    bar.close()
   rows = []
   for r in results:
     o = r["options"]
@@ -544,16 +556,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       description="MNIST-1D large-batch sweep: NovoGrad, SNGM and LARS vs SGD-momentum, "
       "AdamW and LAMB, each tuned by examples/protocol.py. Prints test accuracy per "
-      "optimizer x batch size (lr chosen on validation), writes results JSON and a plot.",
+      "optimizer x batch size (lr chosen on validation), and writes results JSON and a "
+      "plot under outputs/ (ignored by git); --update-results rewrites the committed "
+      "results/ file instead.",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--model", choices=MODELS, default="mlp")
+  parser.add_argument("--model", choices=MODELS, default="mlp", help="the network trained")
   parser.add_argument("--width", type=int, default=None,
-                      help="hidden units (mlp, default 128) or channels (cnn, default 32)")
+                      help="hidden units (mlp) or channels (cnn); None: 128 or 32")
   parser.add_argument("--optimizers", default=",".join(OPTIMIZERS),
                       help="comma-separated subset of " + ",".join(OPTIMIZERS))
   parser.add_argument("--batch-sizes", type=_int_list,
-                      default=list(BATCH_SIZES), help="comma-separated")
-  parser.add_argument("--epochs", type=int, default=15)
+                      default=",".join(map(str, BATCH_SIZES)), help="comma-separated")
+  parser.add_argument("--epochs", type=int, default=15, help="epochs per run")
   parser.add_argument("--extra-epochs", type=int, default=0,
                       help="also train every optimizer this many epochs at the largest batch")
   parser.add_argument("--seeds", type=int, default=1,
@@ -567,11 +581,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       help="fraction of the steps with linear warmup (all optimizers)")
   parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
   parser.add_argument("--configuration", default=None,
-                      help="label written to the results (default: quick with --quick, "
-                      "full with >= 3 seeds, else main)")
+                      help="label written to the results; None: quick with --quick, "
+                      "full with >= 3 seeds, else main")
   parser.add_argument("--out", default=None,
-                      help="results JSON (default results/mnist1d_<model>_<configuration>.json)")
-  parser.add_argument("--plot", default="mnist1d_batch_sweep.png", help="PNG path ('' = none)")
+                      help="results JSON ('' = none); None: "
+                      "outputs/mnist1d_<model>_<configuration>.json, or results/... with "
+                      "--update-results")
+  parser.add_argument("--plot", default=None,
+                      help="PNG path ('' = none); None: outputs/mnist1d_<model>_"
+                      "<configuration>.png")
+  parser.add_argument("--update-results", action="store_true",
+                      help="write the results JSON into results/, replacing the committed "
+                      "file the README and docs are made from, instead of outputs/ (which "
+                      "git ignores)")
   parser.add_argument("--quick", action="store_true",
                       help="tiny run for tests: 4000 samples, 3 epochs, batches 32 and 512")
   args = parser.parse_args(argv)
@@ -586,6 +608,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   if args.configuration is None:
     args.configuration = ("quick" if args.quick else "full" if args.seeds >= 3
                           else "main")
+  stem = f"mnist1d_{args.model}_{args.configuration}"
+  if args.out is None:
+    args.out = os.path.join("results" if args.update_results else "outputs", stem + ".json")
+  if args.plot is None:
+    args.plot = os.path.join("outputs", stem + ".png")
   return args
 
 
@@ -616,11 +643,13 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
   seconds = time.perf_counter() - start
   if args.plot:
     fig = plot_results(rows, f"MNIST-1D {args.model}, {args.epochs} epochs, best lr per cell")
+    os.makedirs(os.path.dirname(args.plot) or os.curdir, exist_ok=True)
     fig.savefig(args.plot)
     print(f"\nSaved the plot to {args.plot}")
-  if args.out != "":
-    out = args.out or os.path.join("results", f"mnist1d_{args.model}_{args.configuration}.json")
-    config = {k: v for k, v in vars(args).items() if k not in ("out", "plot")}
+  if args.out:
+    out = args.out
+    config = {k: v for k, v in vars(args).items()
+              if k not in ("out", "plot", "update_results")}
     config.update(num_train=len(data["y_train"]), momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
                   start_lr=BASE_LR, reference_batch=REFERENCE_BATCH)
     slim = [{k: v for k, v in r.items() if k not in ("runs",)} for r in rows]

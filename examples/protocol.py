@@ -42,6 +42,7 @@ computed, and a rerun of the same command reads them back instead of training ag
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import datetime
 import hashlib
@@ -422,3 +423,11 @@ def write_results(path: str, experiment: str, configuration: str, config: dict,
     json.dump(record, f, indent=1, sort_keys=False, allow_nan=False)
     f.write("\n")
   return record
+
+
+if __name__ == "__main__":
+  # A module the experiments import, not an experiment: run, it describes itself.
+  argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog="Nothing to run here: the experiments in examples/ use this module.").parse_args()
+  print("examples/protocol.py is the tuning protocol the experiments import; see --help.")

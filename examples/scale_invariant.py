@@ -212,17 +212,21 @@ def evaluate(options: dict, lrs: list, seed: int) -> list[dict]:
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--epochs", type=int, default=20)
-  parser.add_argument("--batch-size", type=int, default=128)
-  parser.add_argument("--num-samples", type=int, default=10_000)
-  parser.add_argument("--hidden", type=int, default=128)
-  parser.add_argument("--seeds", type=int, default=3)
+  parser = argparse.ArgumentParser(
+      description=" ".join(__doc__.split("\n\n")[0].split()),
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--epochs", type=int, default=20, help="training epochs per run")
+  parser.add_argument("--batch-size", type=int, default=128, help="batch size")
+  parser.add_argument("--num-samples", type=int, default=10_000,
+                      help="MNIST-1D samples generated")
+  parser.add_argument("--hidden", type=int, default=128, help="hidden units per layer")
+  parser.add_argument("--seeds", type=int, default=3,
+                      help="seeds at the best rate and its neighbours")
   parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
   parser.add_argument("--configuration", default=None,
-                      help="label in the results (default: quick with --quick, else main)")
+                      help="label in the results; None: quick with --quick, else main")
   parser.add_argument("--out", default=None,
-                      help="results JSON (default results/scale_invariant_<configuration>.json)")
+                      help="results JSON; None: results/scale_invariant_<configuration>.json")
   parser.add_argument("--quick", action="store_true", help="a seconds-long smoke test")
   args = parser.parse_args(argv)
   if args.quick:

@@ -12,11 +12,15 @@ Where code lives, one rule:
   ``projection``).
 * ``_src/layers.py``, ``_src/wrappers.py``, ``_src/validation.py``: what they share
   (what a layer is and its norm; wrappers that change no math; argument checks).
+* ``_src/flax_metadata.py``: layer layouts read from Flax's partitioning metadata
+  (Flax stays optional: nothing here imports it).
 """
 
 from novograd_optax import presets  # noqa: F401  (a documented submodule)
 from novograd_optax._src.alias import adamp, novograd, sgdp, sngm
+from novograd_optax._src.flax_metadata import layer_axes_from_flax
 from novograd_optax._src.global_norm import normalize_by_global_norm
+from novograd_optax._src.layers import decay_mask
 from novograd_optax._src.layerwise_norm import (
     ScaleByLayerwiseNormState,
     scale_by_layerwise_norm,
@@ -50,7 +54,9 @@ __all__ = [
     "ScaleByLayerwiseNormState",
     "adamp",
     "clip_by_layerwise_trust_ratio",
+    "decay_mask",
     "flatten_for_logging",
+    "layer_axes_from_flax",
     "layerwise_statistics",
     "normalize_by_global_norm",
     "normalize_by_norm_average",

@@ -123,3 +123,8 @@ def flatten_for_logging(tree: Any, prefix: str = "") -> dict[str, Any]:
       for index in np.ndindex(value.shape):
         flat[f"{name}{list(index)}"] = value[index]
   return flat
+
+
+def __dir__() -> list[str]:
+  # dir() and interactive completion show this module's API, not what it imports.
+  return sorted(__all__)

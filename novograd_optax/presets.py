@@ -458,6 +458,9 @@ def openseq2seq(
   ))
 
 
+#: Every peer implementation this module reproduces, one :class:`Peer` each: its
+#: preset function, name, constructor, source files and how it differs from
+#: :func:`~novograd_optax.novograd`'s defaults.
 PEERS: tuple[Peer, ...] = (
     Peer(optax, "optax 0.2.8", "optax.novograd(learning_rate, ...)",
          "optax/_src/alias.py, optax/_src/transform.py",
@@ -482,3 +485,8 @@ PEERS: tuple[Peer, ...] = (
          "open_seq2seq/optimizers/novograd.py, open_seq2seq/optimizers/optimizers.py",
          "eps inside the root; beta2 has no effect (v = ||g||^2); optional LARC first"),
 )
+
+
+def __dir__() -> list[str]:
+  # dir() and interactive completion show this module's API, not what it imports.
+  return sorted(__all__)

@@ -104,3 +104,8 @@ def optimizer_state_shardings(
     return replicated  # Counters and other leaves that belong to no param.
 
   return jax.tree.map(place, abstract_state, is_leaf=is_per_param)
+
+
+def __dir__() -> list[str]:
+  # dir() and interactive completion show this module's API, not what it imports.
+  return sorted(__all__)

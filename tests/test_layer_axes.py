@@ -116,7 +116,9 @@ class BadLayerAxesTest(parameterized.TestCase):
       (-4, ValueError, "out of range"),
       ((0, 0), ValueError, "repeated"),
       ((0, -3), ValueError, "repeated"),
-      ({"a": 0, "c": 0}, ValueError, "prefix"),
+      ({"a": 0, "c": 0}, ValueError, "the key 'c' (at ['c']) matches nothing in the params;"
+       " the keys there are 'a', 'b'"),
+      ({"a": 0}, ValueError, "no entry covers the params leaf ['b']"),
       (lambda p: "rows", TypeError, "layer_axes"),
       (lambda p: 7, ValueError, "out of range"),
   )

@@ -93,7 +93,8 @@ def test_every_public_transformation_is_covered():
             if callable(getattr(novograd_optax, name))
             and not isinstance(getattr(novograd_optax, name), type)}
   assert public - set(TRANSFORMATIONS) == {
-      "flatten_for_logging", "layerwise_statistics", "optimizer_state_shardings"}
+      "decay_mask", "flatten_for_logging", "layer_axes_from_flax", "layerwise_statistics",
+      "optimizer_state_shardings"}
 
 
 @pytest.mark.parametrize("name", sorted(TRANSFORMATIONS))

@@ -11,8 +11,14 @@ A ``layer_axes`` argument takes the same shapes optax accepts for masks:
 
 * ``None`` or ``()``: the whole leaf is one layer;
 * an ``int`` or a tuple of ``int``: those axes of *every* leaf index layers;
-* a pytree whose structure is a prefix of the params, with such leaves;
+* a pytree whose structure is a prefix of the params, with such leaves; a
+  mapping prefix (a dict) is matched by key names, so it also fits an
+  ``nnx.State`` or any other mapping-like container of the params;
 * a callable of the params (or updates) returning one of the above.
+
+:func:`~novograd_optax.layer_axes_from_flax` builds the prefix from Flax's own
+partitioning metadata, and :func:`~novograd_optax.decay_mask` uses a layout to
+decay only each layer's weight matrices.
 """
 
 from __future__ import annotations
@@ -51,20 +57,30 @@ def is_axes_spec(x: Any) -> bool:
   )
 
 
+_ACCEPTED = ("None, an int, a tuple of ints, a pytree prefix of the params with such"
+             " leaves, or a callable returning one")
+
+
+def _bad_spec_message(spec: Any, where: str = "") -> str:
+  message = f"layer_axes must be {_ACCEPTED}; got {spec!r}{where}."
+  if isinstance(spec, str):
+    # A logical axis name is what a Flax user has at hand; say where it goes.
+    message += (
+        " A Flax partition name such as 'layers' is read from the model's metadata by"
+        " novograd_optax.layer_axes_from_flax(nnx.state(model, nnx.Param), "
+        f"{spec!r}) (Linen: its boxed params), whose result is passed as layer_axes.")
+  return message
+
+
 def check_layer_axes(layer_axes: LayerAxes) -> None:
   """Fails at construction for leaves that can never be axes (e.g. a string), and
   for an array (what ``optax.inject_hyperparams`` makes of an int)."""
-  validation.check_static(
-      "layer_axes", layer_axes,
-      "None, an int, a tuple of ints, a pytree prefix of the params with such leaves,"
-      " or a callable returning one")
+  validation.check_static("layer_axes", layer_axes, _ACCEPTED)
   if callable(layer_axes):
     return
   for spec in jax.tree.leaves(layer_axes, is_leaf=is_axes_spec):
     if not is_axes_spec(spec):
-      raise TypeError(
-          "layer_axes must be None, an int, a tuple of ints, a pytree prefix of"
-          f" the params with such leaves, or a callable returning one; got {spec!r}.")
+      raise TypeError(_bad_spec_message(spec))
 
 
 def _leaf_layers(spec: LayerAxesSpec, leaf: Any, path: str) -> LeafLayers:
@@ -84,12 +100,66 @@ def _leaf_layers(spec: LayerAxesSpec, leaf: Any, path: str) -> LeafLayers:
   return LeafLayers(layer, reduce)
 
 
+def _key_name(key: Any) -> Any:
+  """The name in a key-path entry, whatever container made it: a dict key, an
+  attribute name (``nnx.Variable``'s ``value``), a sequence index."""
+  for field in ("key", "name", "idx"):
+    if hasattr(key, field):
+      return getattr(key, field)
+  return key
+
+
+def _path_text(names: tuple[Any, ...]) -> str:
+  return "".join(f"[{n!r}]" for n in names) or "<root>"
+
+
+def _resolve_by_key_names(layer_axes: Any, tree: Any) -> Any:
+  """Matches a prefix to ``tree`` by the names along key paths, not by container
+  types: ``{"blocks": 0}`` fits an ``nnx.State``, a ``FrozenDict``, a dict of
+  ``nnx.Variable`` or of ``nn.Partitioned`` boxes alike, none of which have a
+  dict's pytree structure. Each entry must name something in ``tree`` and each
+  leaf of ``tree`` must fall under exactly one entry."""
+  entries = []
+  for path, spec in jax.tree_util.tree_flatten_with_path(layer_axes, is_leaf=is_axes_spec)[0]:
+    names = tuple(_key_name(k) for k in path)
+    if not is_axes_spec(spec):
+      raise TypeError(_bad_spec_message(spec, f" at {_path_text(names)}"))
+    entries.append((names, spec))
+  leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(tree)
+  leaf_names = [tuple(_key_name(k) for k in path) for path, _ in leaves_with_paths]
+
+  for names, _ in entries:
+    if any(leaf[:len(names)] == names for leaf in leaf_names):
+      continue
+    # Name the first key that leads nowhere, and what exists at that level.
+    depth = max(d for d in range(len(names) + 1)
+                if any(leaf[:d] == names[:d] for leaf in leaf_names))
+    present = sorted({repr(leaf[depth]) for leaf in leaf_names
+                      if leaf[:depth] == names[:depth] and len(leaf) > depth})
+    raise ValueError(
+        f"layer_axes: the key {names[depth]!r} (at {_path_text(names[:depth + 1])})"
+        " matches nothing in the params; the keys there are"
+        f" {', '.join(present) or 'none'}. Fix the key, or give layer_axes as a"
+        " callable of the params.")
+
+  layouts = []
+  for (path, leaf), names in zip(leaves_with_paths, leaf_names, strict=True):
+    specs = [spec for prefix, spec in entries if names[:len(prefix)] == prefix]
+    if not specs:
+      raise ValueError(
+          f"layer_axes: no entry covers the params leaf {_path_text(names)}; a prefix"
+          " must cover every leaf (None: the leaf is one layer). Add an entry for"
+          f" {names[0]!r}, or give layer_axes as a callable of the params.")
+    layouts.append(_leaf_layers(specs[0], leaf, jax.tree_util.keystr(path)))
+  return jax.tree_util.tree_unflatten(treedef, layouts)
+
+
 def resolve_layer_axes(layer_axes: LayerAxes, tree: Any) -> Any:
   """Returns a pytree shaped like ``tree`` with a :class:`LeafLayers` per leaf.
 
   Raises:
-    ValueError: an axis is out of range for its leaf, or the structure of
-      ``layer_axes`` is not a prefix of ``tree``.
+    ValueError: an axis is out of range for its leaf, or ``layer_axes`` is a
+      pytree that does not fit ``tree`` (a key that matches nothing is named).
     TypeError: ``layer_axes`` has leaves that are not ints or tuples of ints.
   """
   if callable(layer_axes):
@@ -97,10 +167,8 @@ def resolve_layer_axes(layer_axes: LayerAxes, tree: Any) -> Any:
 
   def per_subtree(prefix_path, spec, subtree):
     if not is_axes_spec(spec):
-      raise TypeError(
-          "layer_axes must be None, an int, a tuple of ints, a pytree prefix of"
-          f" the params with such leaves, or a callable returning one; got {spec!r}"
-          f" at {jax.tree_util.keystr(prefix_path) or '<root>'}.")
+      raise TypeError(_bad_spec_message(
+          spec, f" at {jax.tree_util.keystr(prefix_path) or '<root>'}"))
     return jax.tree_util.tree_map_with_path(
         lambda path, leaf: _leaf_layers(
             spec, leaf, jax.tree_util.keystr(tuple(prefix_path) + tuple(path))),
@@ -114,9 +182,9 @@ def resolve_layer_axes(layer_axes: LayerAxes, tree: Any) -> Any:
   except ValueError as err:
     if "layer_axes" in str(err):
       raise
-    raise ValueError(
-        "layer_axes: its pytree structure must be a prefix of the params'"
-        f" structure ({err})") from err
+    # Not a structural prefix (e.g. a dict for an nnx.State, or a typo in a key):
+    # match by key names, which either fits or names the key that does not.
+    return _resolve_by_key_names(layer_axes, tree)
 
 
 def moment_dtype(dtype: Any) -> jnp.dtype:
@@ -177,3 +245,49 @@ def global_squared_norm(updates: Any, axis_name: Any = None) -> jax.Array:
   if axis_name is not None:
     total = jax.lax.psum(total, axis_name)
   return total
+
+
+def decay_mask(layer_axes: LayerAxes = None, *, min_ndim: int = 2) -> Callable[[Any], Any]:
+  """A ``weight_decay_mask`` that decays each layer's weight matrices only.
+
+  A leaf is decayed when one layer's slice of it has at least ``min_ndim`` axes:
+  kernels, convolution filters and embeddings, stacked or not; not biases, norm
+  scales or per-layer scalars. The slice is the leaf without its ``layer_axes``,
+  so a scanned bias of shape ``(L, n)`` is ``L`` vectors, not a matrix (the rule
+  ``x.ndim > 1`` would decay it).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from novograd_optax import decay_mask
+    >>> params = {"blocks": {"kernel": jnp.ones((4, 8, 8)), "bias": jnp.ones((4, 8))},
+    ...           "head": {"kernel": jnp.ones((8, 2)), "bias": jnp.ones(2)}}
+    >>> decay_mask({"blocks": 0, "head": None})(params)
+    {'blocks': {'bias': False, 'kernel': True}, 'head': {'bias': False, 'kernel': True}}
+
+  Args:
+    layer_axes: the layout the optimizer is given (the same value: an int, a
+      tuple, a pytree prefix such as the result of
+      :func:`~novograd_optax.layer_axes_from_flax`, or a callable); ``None``: each
+      leaf is one layer.
+    min_ndim: the least number of axes of a layer's slice that is decayed.
+
+  Returns:
+    A callable of the params returning a pytree of bools shaped like them, to
+    pass as ``weight_decay_mask`` (or as ``optax.masked``'s mask).
+
+  Raises:
+    TypeError: ``min_ndim`` is not an int, or ``layer_axes`` is not a layout.
+    ValueError: ``min_ndim`` is negative.
+  """
+  if isinstance(min_ndim, bool) or not isinstance(min_ndim, int):
+    raise TypeError(f"min_ndim must be an int, the least rank of a decayed layer; got"
+                    f" {min_ndim!r}.")
+  if min_ndim < 0:
+    raise ValueError(f"min_ndim must be >= 0; got {min_ndim!r}.")
+  check_layer_axes(layer_axes)
+
+  def mask(params: Any) -> Any:
+    return jax.tree.map(lambda lay: len(lay.reduce_axes) >= min_ndim,
+                        resolve_layer_axes(layer_axes, params))
+
+  return mask

@@ -36,6 +36,7 @@ def test_docs_build(tmp_path):
   html = build_html(tmp_path)
   check_every_public_name_is_documented_with_a_source_link(html)
   check_pages_and_navigation_are_built(html)
+  check_named_tuples_and_data_are_documented_once(html)
 
 
 def public_names() -> list[str]:
@@ -72,3 +73,18 @@ def check_pages_and_navigation_are_built(html):
     assert (html / f"{page}.html").exists(), page
   index = (html / "index.html").read_text()
   assert 'href="algorithms.html"' in index and 'href="api.html"' in index
+
+
+def check_named_tuples_and_data_are_documented_once(html):
+  # A NamedTuple's fields: once, from its docstring; not again as "Alias for field
+  # number N" members, and without tuple's own count() and index() methods.
+  page = (html / "_autosummary" / "novograd_optax.ScaleByLayerwiseNormState.html").read_text()
+  assert "Alias for field number" not in page
+  assert page.count('<strong>nu_max</strong>') == 1, page.count('<strong>nu_max</strong>')
+  assert "ScaleByLayerwiseNormState.index" not in page
+  for state in html.glob("_autosummary/*State.html"):
+    assert "Alias for field number" not in state.read_text(), state.name
+  # Module data has its own docstring, not the one of its type (tuple's).
+  api = (html / "api.html").read_text()
+  assert "Built-in immutable sequence" not in api
+  assert "Every peer implementation this module reproduces" in api

@@ -30,7 +30,7 @@ def test_the_public_api_has_examples():
   documented = {test.name.rsplit(".", 1)[-1] for name in MODULES for test in examples(name)}
   for name in ("novograd", "sngm", "adamp", "sgdp", "scale_by_layerwise_norm",
                "clip_by_layerwise_trust_ratio", "project_scale_invariant",
-               "normalize_by_global_norm", "optimizer_state_shardings"):
+               "normalize_by_global_norm", "optimizer_state_shardings", "decay_mask"):
     assert name in documented, name
 
 

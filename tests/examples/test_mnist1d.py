@@ -47,6 +47,18 @@ def test_help_lists_the_flags(capsys):
     assert flag in out
 
 
+def test_outputs_go_to_an_ignored_folder_unless_results_are_updated():
+  # README's first command must leave `git status` clean: outputs/ is in .gitignore.
+  args = example.parse_args([])
+  assert args.out == os.path.join("outputs", "mnist1d_mlp_main.json")
+  assert args.plot == os.path.join("outputs", "mnist1d_mlp_main.png")
+  args = example.parse_args(["--update-results", "--seeds", "3", "--plot", ""])
+  assert args.out == os.path.join("results", "mnist1d_mlp_full.json") and args.plot == ""
+  assert example.parse_args(["--out", "x.json"]).out == "x.json"
+  gitignore = open(os.path.join(os.path.dirname(EXAMPLE), os.pardir, ".gitignore")).read()
+  assert "outputs/" in gitignore.splitlines()
+
+
 def test_load_data_is_deterministic_and_offline(no_network, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   global_state = np.random.get_state()
@@ -100,7 +112,11 @@ def test_quick_run_learns_offline(no_network, tmp_path, monkeypatch, capsys):
   plot = tmp_path / "sweep.png"
   out_json = tmp_path / "r.json"
   rows = example.main(["--quick", "--plot", str(plot), "--out", str(out_json)])
-  out = capsys.readouterr().out
+  captured = capsys.readouterr()
+  out = captured.out
+  # Progress on stderr: the count of tuned cells (every optimizer at batches 32 and 512).
+  cells = len(example.OPTIMIZERS) * 2
+  assert f"{cells}/{cells}" in captured.err
 
   assert {(r["optimizer"], r["batch_size"]) for r in rows} == {
       (o, b) for o in example.OPTIMIZERS for b in (32, 512)}
