@@ -327,7 +327,8 @@ QUICK = {"trees": "tiny", "repeats": 3, "loop_steps": 2, "dispatch_steps": 2,
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
-      prog="python -m benchmarks.update_step", description=__doc__.split("\n\n")[0])
+      prog="python -m benchmarks.update_step", description=__doc__.split("\n\n")[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("--trees", default=",".join(DEFAULT_TREES),
                       help=f"comma-separated, from {','.join(TREES)}")
   parser.add_argument("--optimizers", default=",".join(OPTIMIZERS),

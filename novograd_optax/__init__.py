@@ -10,8 +10,10 @@ Where code lives, one rule:
 * ``_src/<transformation>.py``: the new math, one transformation and its state per
   module (``layerwise_norm``, ``norm_average``, ``global_norm``, ``trust_ratio``,
   ``projection``).
-* ``_src/layers.py``, ``_src/wrappers.py``, ``_src/validation.py``: what they share
-  (what a layer is and its norm; wrappers that change no math; argument checks).
+* ``_src/layers.py``, ``_src/layer_layout.py``, ``_src/wrappers.py``,
+  ``_src/validation.py``: what they share (what a layer is and its norm; how per-layer
+  values are laid out for the platform a step is compiled for; wrappers that change no
+  math; argument checks).
 * ``_src/flax_metadata.py``: layer layouts read from Flax's partitioning metadata
   (Flax stays optional: nothing here imports it).
 """

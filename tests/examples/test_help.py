@@ -1,5 +1,6 @@
-"""Every script in examples/ answers ``--help`` with exit 0, a whole description (not
-cut mid-sentence), and help text with the default for every option."""
+"""Every script in examples/ and every benchmark module a user runs answers ``--help``
+with exit 0, a whole description (not cut mid-sentence), and help text with the
+default for every option."""
 
 import os
 import pathlib
@@ -11,6 +12,11 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPTS = sorted((ROOT / "examples").glob("*.py"))
+BENCHMARK_MODULES = ["benchmarks.update_step", "benchmarks.compiled_for_target",
+                     "benchmarks.report"]
+# (test id, the command line before --help)
+COMMANDS = ([(p.name, [str(p)]) for p in SCRIPTS]
+            + [(m, ["-m", m]) for m in BENCHMARK_MODULES])
 
 
 def option_blocks(help_text: str) -> dict[str, str]:
@@ -31,24 +37,25 @@ def test_the_scripts_are_found():
   assert {p.name for p in SCRIPTS} >= {"mnist1d.py", "char_lm.py", "protocol.py"}
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
-def test_help(script):
+@pytest.mark.parametrize("script,command", COMMANDS, ids=[c[0] for c in COMMANDS])
+def test_help(script, command):
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-  result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
+  result = subprocess.run([sys.executable, *command, "--help"], capture_output=True,
                           text=True, cwd=ROOT, env=env, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   text = result.stdout
   assert text.startswith("usage:"), text[:200]
   # The description: the paragraphs between the usage lines and "options:".
-  description = text.split("\n\n", 1)[1].split("\noptions:\n", 1)[0].strip()
+  description = re.split(r"\n(?:positional arguments|options):\n",
+                         text.split("\n\n", 1)[1], maxsplit=1)[0].strip()
   assert description, text
   assert re.search(r"[.?:)]$", description), f"cut description: {description[-80:]!r}"
   options = {flags: help for flags, help in option_blocks(text).items()
              if not flags.startswith("-h")}
   for flags, help in options.items():
-    assert "(default:" in help, (script.name, flags, help)
-    assert re.sub(r"\(default: .*\)$", "", help).strip(), (script.name, flags, "no help")
+    assert "(default:" in help, (script, flags, help)
+    assert re.sub(r"\(default: .*\)$", "", help).strip(), (script, flags, "no help")
 
 
 def test_option_blocks_parser():

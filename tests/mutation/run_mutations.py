@@ -38,7 +38,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 TESTS = {
     "layerwise_norm": ["tests/test_layerwise_norm.py", "tests/test_boundaries.py",
                        "tests/test_novograd.py", "tests/test_numerics.py",
-                       "tests/distributed/test_axis_name.py", "tests/test_x64_invariance.py"],
+                       "tests/distributed/test_axis_name.py", "tests/test_x64_invariance.py",
+                       "tests/test_layer_layout.py"],
+    "layer_layout": ["tests/test_layer_layout.py", "tests/test_layerwise_norm.py",
+                     "tests/test_novograd.py"],
     "global_norm": ["tests/test_sngm.py", "tests/test_boundaries.py",
                     "tests/distributed/test_axis_name.py", "tests/test_x64_invariance.py"],
     "trust_ratio": ["tests/test_update_clipping.py", "tests/test_boundaries.py",
