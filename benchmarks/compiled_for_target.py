@@ -287,6 +287,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help=f"comma-separated, from {','.join(OPTIMIZERS)} (SGD-momentum is"
                            " always compiled: the targets are multiples of its count)")
   parser.add_argument("--out", default=None, help="write the JSON report to this file")
+  parser.add_argument("--append", action="store_true",
+                      help="keep the other trees of an existing --out report of the same"
+                           " target, replacing those compiled now")
   args = parser.parse_args(argv)
   args.trees = args.trees.split(",")
   for t in args.trees:
@@ -324,8 +327,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       "trees": [measure_tree(name, TREES[name](), args.optimizers, target, log)
                 for name in args.trees],
   }
+  for tree in report["trees"]:
+    tree["command"], tree["date"] = report["command"], report["date"]
   if args.out:
     path = pathlib.Path(args.out)
+    if args.append and path.exists():
+      earlier = json.loads(path.read_text())
+      if earlier["target"]["name"] != target.name:
+        raise SystemExit(f"--append: {path} is a report for {earlier['target']['name']}")
+      for tree in earlier["trees"]:  # each tree keeps the command that compiled it
+        tree.setdefault("command", earlier["command"])
+        tree.setdefault("date", earlier["date"])
+      compiled_now = {t["tree"] for t in report["trees"]}
+      order = {name: i for i, name in enumerate(TREES)}
+      report["trees"] = sorted(
+          [t for t in earlier["trees"] if t["tree"] not in compiled_now] + report["trees"],
+          key=lambda t: order.get(t["tree"], len(order)))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1) + "\n")
   print(report_lib.compiled_summary(report))

@@ -37,6 +37,7 @@ def test_docs_build(tmp_path):
   check_every_public_name_is_documented_with_a_source_link(html)
   check_pages_and_navigation_are_built(html)
   check_named_tuples_and_data_are_documented_once(html)
+  check_math_renders_offline(html)
 
 
 def public_names() -> list[str]:
@@ -88,3 +89,13 @@ def check_named_tuples_and_data_are_documented_once(html):
   api = (html / "api.html").read_text()
   assert "Built-in immutable sequence" not in api
   assert "Every peer implementation this module reproduces" in api
+
+
+def check_math_renders_offline(html):
+  """The algorithm page loads MathJax from the site itself, never from a CDN."""
+  page = (html / "algorithms.html").read_text()
+  scripts = re.findall(r'<script[^>]*src="([^"]*mathjax[^"]*)"', page, flags=re.IGNORECASE)
+  assert scripts, "the algorithm page loads no MathJax"
+  for src in scripts:
+    assert not src.startswith(("http:", "https:", "//")), src
+    assert (html / src.split("?")[0]).exists(), src

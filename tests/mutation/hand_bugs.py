@@ -150,7 +150,7 @@ BUGS = [
         ("return new + (reciprocal(new[-1]),)", "return new + (reciprocal(new[0]),)")),
     bug("layer_layout", "stacked values split back in the wrong order",
         ("for k, i in enumerate(group):", "for k, i in enumerate(reversed(group)):")),
-    bug("layer_layout", "leaves of different dtypes stacked together (bf16 moments rounded)",
+    bug("layer_layout", "float32 and float64 moments stacked together (one promoted)",
         ("by_dtypes.setdefault(tuple(jnp.result_type(col[i]) for col in columns), [])",
          "by_dtypes.setdefault((), [])")),
     bug("layerwise_norm", "the step count not incremented (every step is the first)",
