@@ -295,6 +295,10 @@ COMPILED_WHY_MISSED: dict[tuple[str, str], str] = {
         " writes (a throwaway variant of it compiled to 235 / 215 kernels on ResNet-50 /"
         " GPT-2); see \"What the state layout costs\" above. On the tiny tree (3 leaves)"
         " the fixed per-step kernels dominate.",
+    ("gpu", "temporaries (bytes)"):
+        "Deep tree: 0.5 MiB above SGD-momentum's, about 256 bytes per layer where the target"
+        " allows 64: buffers of per-layer values (the per-leaf reduction results and the"
+        " stacked vectors); not analysed further.",
     ("tpu", "compute ops / SGD-m's"):
         "Per leaf, one reduction fusion and one copy that writes the leaf's moment back into"
         " the per-leaf state (GPT-2: 149 copies), besides the elementwise fusion that is"
