@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import novograd_optax
-from novograd_optax import novograd, scale_by_layerwise_norm
+from novograd_optax import novograd, presets, scale_by_layerwise_norm
 from tests.optimizer_cases import (
   ALL_CASES,
   NOVOGRAD_CASES,
@@ -122,6 +122,34 @@ def test_gradient_of_wrong_shape_is_refused_readably(case):
   grads = {**make_params(1), "b": jnp.ones(5)}
   with pytest.raises(ValueError, match=r"updates\['b'\] has shape \(5,\)"):
     opt.update(grads, opt.init(params), params)
+
+
+WITHOUT_PARAMS = {
+    "novograd": lambda: novograd(0.1),
+    "novograd_averaging_stacked": lambda: novograd(0.1, grad_averaging=True, layer_axes=0),
+    "sngm": lambda: novograd_optax.sngm(0.1),
+    **{f"presets.{peer.preset.__name__}": (
+        (lambda peer=peer: peer.preset(0.1)) if peer.preset is presets.optax else peer.preset)
+       for peer in presets.PEERS},
+}
+
+
+@pytest.mark.parametrize("make", WITHOUT_PARAMS.values(), ids=list(WITHOUT_PARAMS))
+def test_gradient_of_wrong_shape_is_refused_without_params(make):
+  """Without params (allowed without weight decay) the shapes recorded by init are the
+  reference: a (3,) gradient for a (1,) weight would broadcast the update, the
+  momentum and, through apply_updates, the weight to (3,)."""
+  opt = make()
+  params = {"w": jnp.zeros((2, 3)), "b": jnp.zeros(1)}
+  state = opt.init(params)
+  grads = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
+  message = r"updates\['b'\] has shape \(3,\) but params\['b'\] has shape \(1,\)"
+  with pytest.raises(ValueError, match=message):
+    opt.update(grads, state)
+  with pytest.raises(ValueError, match=message):
+    jax.jit(opt.update)(grads, state)
+  updates, _ = opt.update({"w": jnp.ones((2, 3)), "b": jnp.ones(1)}, state)
+  assert updates["b"].shape == (1,)
 
 
 @pytest.mark.parametrize("make, who", [

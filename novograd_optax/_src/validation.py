@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
 
 
 def _range_text(low, high, low_inclusive, high_inclusive) -> str:
@@ -243,6 +244,41 @@ def check_same_structure(
         raise ValueError(
             f"{name}{path} has shape {shape} but {reference_name}{path} has shape"
             f" {expected_shape}.")
+
+
+# optax states whose named field is a moment of the params' shapes, made by init.
+_FULL_SHAPED_MOMENTS = (
+    (optax.TraceState, "trace"),
+    (optax.EmaState, "ema"),
+    (optax.ScaleByAdamState, "mu"),
+)
+
+
+def check_shapes_against_state(name: str, tree: Any, state: Any) -> None:
+  """Without ``params``, refuses a ``tree`` (the gradients) whose leaves' shapes differ
+  from the params' shapes that ``init`` recorded in ``state``, with the message of
+  :func:`check_same_structure` for params.
+
+  Without this check a gradient of the wrong shape broadcasts: a (3,) gradient for a
+  (1,) weight gives a (3,) update and momentum, and ``optax.apply_updates`` a (3,)
+  weight. What records the shapes: the first-moment buffers of optax's ``trace``,
+  ``ema`` and ``scale_by_adam`` anywhere in ``state`` (every alias and preset holds
+  one). A layer-wise second moment records only the sizes of the ``layer_axes``, and
+  a stateless transformation nothing; with neither, nothing is checked.
+
+  Raises:
+    ValueError: naming the first leaf whose shape differs.
+  """
+  types = tuple(kind for kind, _ in _FULL_SHAPED_MOMENTS)
+  for node in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, types)):
+    for kind, field in _FULL_SHAPED_MOMENTS:
+      if not isinstance(node, kind):
+        continue
+      moment = getattr(node, field)
+      # A moment of another structure belongs to a part of the params (optax.masked).
+      if jax.tree.structure(moment) == jax.tree.structure(tree):
+        check_same_structure(name, tree, "params", moment, compare_shapes=True)
+        return
 
 
 def check_inexact_leaves(name: str, tree: Any) -> None:

@@ -49,7 +49,8 @@ def add_decayed_weights_requiring_params(
 def keep_dtypes(
     inner: optax.GradientTransformation, mu_dtype: Any = None
 ) -> optax.GradientTransformationExtraArgs:
-  """Updates keep the gradients' dtype; a real ``mu_dtype`` refuses complex params.
+  """Updates keep the gradients' dtype; a real ``mu_dtype`` refuses complex params;
+  without ``params``, gradients are checked against the shapes recorded by ``init``.
 
   ``optax.trace`` adds the gradient to a momentum of ``accumulator_dtype``; with
   ``mu_dtype=bfloat16`` and float16 gradients jax promotes the sum to float32, and the
@@ -69,6 +70,8 @@ def keep_dtypes(
     return inner.init(params)
 
   def update_fn(updates, state, params=None, **extra_args):
+    if params is None:
+      validation.check_shapes_against_state("updates", updates, state)
     new_updates, state = inner.update(updates, state, params, **extra_args)
     return jax.tree.map(lambda u, g: u.astype(g.dtype), new_updates, updates), state
 
@@ -79,13 +82,16 @@ def with_structure_check(
     inner: optax.GradientTransformation,
 ) -> optax.GradientTransformationExtraArgs:
   """Wraps an ``optax.GradientTransformation`` so that ``update`` first refuses
-  updates shaped unlike the params (when params are passed), with the message of
+  updates shaped unlike the params (when params are passed, else unlike the shapes
+  ``init`` recorded in the state), with the message of
   :func:`validation.check_same_structure`; the state is ``inner``'s, unchanged."""
   inner = optax.with_extra_args_support(inner)
 
   def update_fn(updates, state, params=None, **extra_args):
     if params is not None:
       validation.check_same_structure("updates", updates, "params", params, compare_shapes=True)
+    else:
+      validation.check_shapes_against_state("updates", updates, state)
     return inner.update(updates, state, params, **extra_args)
 
   return optax.GradientTransformationExtraArgs(inner.init, update_fn)
