@@ -98,11 +98,16 @@ def test_no_weight_decay_needs_no_params():
   assert bool(jnp.all(jnp.isfinite(updates["w"])))
 
 
-def test_arrays_are_not_checked():
-  # Values of arrays are not inspected at construction (inject_hyperparams
-  # rebuilds the optimizer with arrays); they simply flow into the math.
-  opt = novograd(jnp.asarray(-0.1), b1=jnp.asarray(1.5), b2=np.asarray(2.0),
-                 eps=jnp.asarray(-1.0), weight_decay=jnp.asarray(-1.0))
+def test_concrete_arrays_are_checked_like_numbers():
+  # A concrete array's values are known at construction: a negative learning rate
+  # would train by gradient ascent.
+  for name, value in [("learning_rate", jnp.asarray(-0.1)), ("b1", jnp.asarray(1.5)),
+                      ("b2", np.asarray(2.0)), ("eps", jnp.asarray(-1.0)),
+                      ("weight_decay", jnp.asarray(np.inf))]:
+    with pytest.raises(ValueError, match=name):
+      novograd(**{"learning_rate": 0.1, name: value})
+  opt = novograd(jnp.asarray(0.1), b1=jnp.asarray(0.9), b2=np.asarray(0.5),
+                 eps=jnp.asarray(1e-6), weight_decay=jnp.asarray(1e-3))
   params = {"w": jnp.ones(3)}
   updates, _ = opt.update(params, opt.init(params), params)
   assert updates["w"].shape == (3,)

@@ -1,10 +1,14 @@
 """Construction-time checks of hyperparameters.
 
-Python numbers are checked when an optimizer is built, so that a typo such as
-``b1=2`` or ``learning_rate=-1e-3`` fails at once with a message that names the
-argument and its accepted range. Arrays, tracers and schedules are *not* checked:
-their values are unknown (or change) at build time, and ``optax.inject_hyperparams``
-rebuilds the optimizer with jax arrays on every step.
+Python and NumPy numbers, and concrete (not traced) jax and NumPy arrays, are
+checked when an optimizer is built, so that a typo such as ``b1=2``,
+``learning_rate=-1e-3`` or an ``inf`` fails at once with a message that names the
+argument and its accepted range; every float hyperparameter must be finite.
+Tracers (an optimizer built inside ``jax.jit``, or by ``optax.inject_hyperparams``
+inside a jitted step) and schedules are *not* checked: their values are unknown (or
+change) at build time. ``optax.inject_hyperparams`` rebuilds the optimizer on every
+``update``, so an injected hyperparameter is checked there when the step is not
+jitted, and not at all inside ``jax.jit``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ def _range_text(low, high, low_inclusive, high_inclusive) -> str:
   return f"{left}{low_text}, {high_text}{right}"
 
 
+def _concrete_values(value: Any) -> np.ndarray | None:
+  """The values of a jax/NumPy array, or ``None`` for a tracer (unknown values)."""
+  try:
+    return np.asarray(value)
+  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    return None
+
+
 def check_scalar(
     name: str,
     value: Any,
@@ -37,12 +49,14 @@ def check_scalar(
     high_inclusive: bool = False,
     allow_schedule: bool = False,
 ) -> None:
-  """Checks a numeric hyperparameter that may also be an array or a schedule.
+  """Checks a numeric hyperparameter that may also be an array or a schedule: a
+  finite real number in the range, every entry of a concrete array too.
 
   Raises:
-    TypeError: if ``value`` is neither a real number, an array nor (when
+    TypeError: if ``value`` is neither a real number, a real array nor (when
       ``allow_schedule``) a callable schedule.
-    ValueError: if ``value`` is a Python or NumPy number outside the range.
+    ValueError: if ``value`` (or an entry of a concrete array) is inf, NaN or
+      outside the range.
   """
   accepted = "a real number or a jax/numpy array"
   if allow_schedule:
@@ -54,20 +68,29 @@ def check_scalar(
   if isinstance(value, bool) or isinstance(value, (str, bytes)):
     raise TypeError(f"{name} must be {accepted}; got {value!r}.")
   if isinstance(value, (jax.Array, np.ndarray)):
-    return  # Values of arrays and tracers are not inspected (inject_hyperparams).
-  if not isinstance(value, numbers.Real):
+    values = _concrete_values(value)
+    if values is None:
+      return  # A tracer: its value is not known when the optimizer is built.
+    if not (np.issubdtype(values.dtype, np.integer)
+            or np.issubdtype(values.dtype, np.floating)):
+      raise TypeError(f"{name} must be {accepted} of real numbers; got {value!r}.")
+    shown: Any = value
+    values = values.astype(np.float64).ravel()
+  elif isinstance(value, numbers.Real):
+    shown = value
+    values = np.asarray([float(value)])
+  else:
     raise TypeError(
         f"{name} must be {accepted}; got {type(value).__name__} {value!r}.")
-  value = float(value)
-  inside = not np.isnan(value)
-  if inside and low is not None:
-    inside = value >= low if low_inclusive else value > low
-  if inside and high is not None:
-    inside = value <= high if high_inclusive else value < high
-  if not inside:
+  inside = np.isfinite(values)
+  if low is not None:
+    inside &= values >= low if low_inclusive else values > low
+  if high is not None:
+    inside &= values <= high if high_inclusive else values < high
+  if not np.all(inside):
     raise ValueError(
-        f"{name} must be in {_range_text(low, high, low_inclusive, high_inclusive)};"
-        f" got {value!r}.")
+        f"{name} must be a finite number in"
+        f" {_range_text(low, high, low_inclusive, high_inclusive)}; got {shown!r}.")
 
 
 def is_static_zero(value: Any) -> bool:
