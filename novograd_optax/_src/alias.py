@@ -216,13 +216,13 @@ def sngm(
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
   validation.check_mask("weight_decay_mask", weight_decay_mask)
   validation.check_not_injected_schedule("sngm", ("weight_decay_mask",))
-  return with_structure_check(optax.chain(
+  return keep_dtypes(with_structure_check(optax.chain(
       optax.identity() if validation.is_static_zero(weight_decay)
       else optax.add_decayed_weights(weight_decay, weight_decay_mask),
       normalize_by_global_norm(eps, axis_name=axis_name),
       optax.trace(momentum),
       optax.scale_by_learning_rate(learning_rate),
-  ))
+  )))
 
 
 def adamp(
@@ -314,12 +314,12 @@ def adamp(
     adam = _scale_by_adam_reference_nesterov(b1, b2, eps, mu_dtype)
   else:
     adam = optax.scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype, nesterov=nesterov)
-  return optax.chain(
+  return keep_dtypes(optax.chain(
       projected(
           adam, delta=delta, wd_ratio=wd_ratio, weight_decay=weight_decay,
           weight_decay_mask=weight_decay_mask, eps=eps, channel_axis=channel_axis),
       optax.scale_by_learning_rate(learning_rate),
-  )
+  ), mu_dtype)
 
 
 def _scale_by_adam_reference_nesterov(b1, b2, eps, mu_dtype) -> optax.GradientTransformation:
@@ -455,10 +455,10 @@ def sgdp(
     return scale_state, optax.TraceState(trace=jax.tree.map(
         lambda p, old: p.astype(old.dtype), steps, trace_state.trace))
 
-  return optax.chain(
+  return keep_dtypes(optax.chain(
       projected(
           inner, delta=delta, wd_ratio=wd_ratio, weight_decay=decay,
           weight_decay_mask=weight_decay_mask, eps=eps, channel_axis=channel_axis,
           store_projected=store_in_buffer if project_momentum and not nesterov else None),
       optax.scale_by_learning_rate(learning_rate),
-  )
+  ))
