@@ -229,3 +229,40 @@ def test_empty_pytree_works(case, empty):
   assert updates == empty
   assert jax.tree.structure(updates) == jax.tree.structure(empty)
   assert all(np.ndim(x) == 0 for x in jax.tree.leaves(state))  # only counters remain
+
+
+MASKED_DECAY = {
+    "novograd": lambda mask: novograd(0.1, weight_decay=0.1, weight_decay_mask=mask),
+    "novograd_decoupled": lambda mask: novograd(
+        0.1, weight_decay=0.1, weight_decay_mask=mask, decay_inside_moment=False),
+    "sngm": lambda mask: novograd_optax.sngm(0.1, weight_decay=0.1, weight_decay_mask=mask),
+    "adamp": lambda mask: novograd_optax.adamp(0.1, weight_decay=0.1, weight_decay_mask=mask),
+    "sgdp": lambda mask: novograd_optax.sgdp(0.1, weight_decay=0.1, weight_decay_mask=mask),
+}
+WRONG_MASKS = {
+    "missing_leaf": {"w": True, "b": False},
+    "list": [True, False, True],
+    "callable": lambda params: {"w": True},
+    "deeper": {"w": {"kernel": True}, "b": False, "s": True},
+}
+
+
+@pytest.mark.parametrize("mask", WRONG_MASKS.values(), ids=list(WRONG_MASKS))
+@pytest.mark.parametrize("make", MASKED_DECAY.values(), ids=list(MASKED_DECAY))
+def test_weight_decay_mask_of_wrong_structure_names_the_option_and_the_fix(make, mask):
+  params = make_params()
+  opt = make(mask)
+  with pytest.raises(ValueError, match=r"weight_decay_mask must have the pytree structure"
+                     r" of the params.*weight_decay_mask=lambda params"):
+    state = opt.init(params)
+    opt.update(make_params(1), state, params)
+
+
+@pytest.mark.parametrize("make", MASKED_DECAY.values(), ids=list(MASKED_DECAY))
+def test_weight_decay_mask_of_the_params_structure_or_a_prefix_is_accepted(make):
+  params = make_params()
+  for mask in ({"w": True, "b": False, "s": False}, lambda p: jax.tree.map(
+      lambda x: x.ndim > 1, p), True):
+    opt = make(mask)
+    updates, _ = opt.update(make_params(1), opt.init(params), params)
+    assert updates["w"].shape == params["w"].shape

@@ -218,7 +218,7 @@ def sngm(
   validation.check_not_injected_schedule("sngm", ("weight_decay_mask",))
   return keep_dtypes(with_structure_check(optax.chain(
       optax.identity() if validation.is_static_zero(weight_decay)
-      else optax.add_decayed_weights(weight_decay, weight_decay_mask),
+      else add_decayed_weights_requiring_params(weight_decay, weight_decay_mask, who="sngm"),
       normalize_by_global_norm(eps, axis_name=axis_name),
       optax.trace(momentum),
       optax.scale_by_learning_rate(learning_rate),

@@ -213,6 +213,7 @@ def projected(
   def init_fn(params):
     # An integer weight would get a float step that apply_updates truncates.
     validation.check_inexact_leaves("params", params)
+    validation.check_mask_structure("weight_decay_mask", weight_decay_mask, params)
     return ProjectScaleInvariantState(
         inner_state=inner.init(params), decay_state=decay.init(params))
 
@@ -220,6 +221,7 @@ def projected(
     require_params("project_scale_invariant (AdamP/SGDP)", "the projection", params)
     validation.check_same_structure(
         "updates", updates, "params", params, compare_shapes=True)
+    validation.check_mask_structure("weight_decay_mask", weight_decay_mask, params)
     steps, inner_state = optax.with_extra_args_support(inner).update(
         updates, state.inner_state, params, **extra_args)
     grads, treedef = jax.tree.flatten(updates)

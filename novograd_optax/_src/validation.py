@@ -188,6 +188,28 @@ def check_dtype(name: str, value: Any) -> None:
       f"{name} must be None or a dtype (e.g. 'bfloat16' or jnp.bfloat16); got {value!r}.")
 
 
+def check_mask_structure(name: str, mask: Any, params: Any) -> None:
+  """Refuses a mask (e.g. ``weight_decay_mask``) whose pytree structure is not that of
+  the params (or a prefix of it, as ``optax.masked`` accepts), naming the option; a
+  callable mask is called on the params first. optax's own error is jax's pytree
+  mismatch, which names neither the option nor the fix.
+
+  Raises:
+    ValueError: naming ``name``, both structures and how to build a matching mask.
+  """
+  if mask is None:
+    return
+  tree = mask(params) if callable(mask) else mask
+  try:
+    jax.tree.map(lambda *_: None, tree, params)
+  except (ValueError, TypeError) as err:
+    raise ValueError(
+        f"{name} must have the pytree structure of the params (or a prefix of it), with"
+        f" a bool per leaf; got {jax.tree.structure(tree)} for params"
+        f" {jax.tree.structure(params)}. Build it from the params, e.g."
+        f" {name}=lambda params: jax.tree.map(lambda p: p.ndim > 1, params).") from err
+
+
 def check_int(name: str, value: Any, accepted: str = "an int") -> None:
   """An axis such as ``channel_axis``."""
   check_static(name, value, accepted)

@@ -32,18 +32,25 @@ def add_decayed_weights_requiring_params(
     *,
     who: str,
 ) -> optax.GradientTransformationExtraArgs:
-  """``optax.add_decayed_weights`` with an error that names ``weight_decay``.
+  """``optax.add_decayed_weights`` with errors that name ``weight_decay`` and
+  ``weight_decay_mask``.
 
   optax's message for a missing ``params`` does not say which option needs
-  them; users of ``novograd(weight_decay=...)`` get told what to pass.
+  them, and a mask of the wrong structure fails in jax's pytree code; users of
+  ``novograd(weight_decay=...)`` get told what to pass.
   """
   inner = optax.with_extra_args_support(optax.add_decayed_weights(weight_decay, mask))
 
+  def init_fn(params):
+    validation.check_mask_structure("weight_decay_mask", mask, params)
+    return inner.init(params)
+
   def update_fn(updates, state, params=None, **extra_args):
     require_params(who, "weight_decay", params)
+    validation.check_mask_structure("weight_decay_mask", mask, params)
     return inner.update(updates, state, params, **extra_args)
 
-  return optax.GradientTransformationExtraArgs(inner.init, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def _at_least_float32(tree: Any) -> Any:
