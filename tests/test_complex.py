@@ -218,3 +218,32 @@ def test_complex_least_squares_trains_with_every_member():
     for _ in range(300):
       z, state = step(z, state)
     assert float(loss(z)) - best < 1e-2 * (initial - best)
+
+
+@pytest.mark.parametrize("side, projected", [(0.99, True), (1.01, False)])
+def test_complex_threshold_counts_two_real_coordinates_per_entry(side, projected):
+  """Per-channel cosines just below or above delta / sqrt(2 m) for rows of m complex
+  entries: projected exactly as the side-by-side real weight (rows of 2 m reals) is.
+  With m in place of 2 m both would be projected."""
+  delta, m = 0.1, 6
+  rng = np.random.default_rng(7)
+  w = _complex(rng, (3, m))  # PyTorch layout: 3 output channels of m entries
+  cosine = side * delta / np.sqrt(2 * m)
+  g = np.empty_like(w)
+  for row in range(3):
+    r = _complex(rng, (m,))
+    orthogonal = r - w[row] * _real_inner(w[row], r) / _real_inner(w[row], w[row])
+    u = orthogonal / np.sqrt(_real_inner(orthogonal, orthogonal))
+    w_hat = w[row] / np.sqrt(_real_inner(w[row], w[row]))
+    g[row] = cosine * w_hat + np.sqrt(1 - cosine ** 2) * u
+  assert cosine < delta / np.sqrt(m)  # below the threshold of m coordinates
+  opt = sgdp(0.1, momentum=0.0, delta=delta, channel_axis=0)
+  results = []
+  for to_opt, from_opt in ((_as_complex64, _from_jax), (_side_by_side, _from_side_by_side)):
+    params, grads = to_opt(w), to_opt(g)
+    updates, _ = opt.update(grads, opt.init(params), params)
+    results.append(from_opt(updates))
+  np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
+  # Unprojected, the step is -lr g; projected, its radial part is removed.
+  radial_part_removed = np.abs(results[0] + 0.1 * g).max() > 1e-4
+  assert radial_part_removed == projected

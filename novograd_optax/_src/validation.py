@@ -315,13 +315,14 @@ def check_shapes_against_state(name: str, tree: Any, state: Any) -> None:
     ValueError: naming the first leaf whose shape differs.
   """
   types = tuple(kind for kind, _ in _FULL_SHAPED_MOMENTS)
+  structure: Any = jax.tree.structure(tree)  # PyTreeDef's stubs lack __eq__.
   for node in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, types)):
     for kind, field in _FULL_SHAPED_MOMENTS:
       if not isinstance(node, kind):
         continue
       moment = getattr(node, field)
       # A moment of another structure belongs to a part of the params (optax.masked).
-      if jax.tree.structure(moment) == jax.tree.structure(tree):
+      if structure == jax.tree.structure(moment):
         check_same_structure(name, tree, "params", moment, compare_shapes=True)
         return
 
