@@ -21,7 +21,8 @@ import numpy as np
 import optax
 import pytest
 
-from novograd_optax import adamp, novograd, sgdp
+import novograd_optax as nvg
+from novograd_optax import adamp, novograd, presets, sgdp
 
 # PyTorch layout: the output channel is axis 0 (channel_axis=0 below).
 SHAPES = {"kernel": (3, 4), "conv": (2, 3, 2, 2), "layer": (5, 2), "bias": (3,),
@@ -247,3 +248,59 @@ def test_complex_threshold_counts_two_real_coordinates_per_entry(side, projected
   # Unprojected, the step is -lr g; projected, its radial part is removed.
   radial_part_removed = np.abs(results[0] + 0.1 * g).max() > 1e-4
   assert radial_part_removed == projected
+
+
+def _side_by_side_axis0(x):
+  """A complex leaf as one real leaf, real parts then imaginary parts along axis 0 (a
+  scalar becomes a pair): for kernels in the Flax layout (output channel last) and
+  whole-leaf layers."""
+  x = np.asarray(x)
+  return jnp.asarray(np.concatenate([np.atleast_1d(x.real), np.atleast_1d(x.imag)]),
+                     jnp.float32)
+
+
+def _from_side_by_side_axis0(x, shape):
+  real, imag = np.split(np.asarray(x, np.float64), 2, axis=0)
+  return (real + 1j * imag).reshape(shape)
+
+
+# Every member whose rule uses only L2 norms, inner products and linear moments: on
+# complex weights it must equal itself on the real and imaginary parts side by side.
+# (Adam's moment is per complex entry, |g|^2, and an L-inf norm takes the modulus of
+# each entry: both differ from the side-by-side problem by definition.)
+SIDE_BY_SIDE_CASES = {
+    "novograd": lambda: novograd(0.05, weight_decay=0.01, grad_averaging=True, amsgrad=True),
+    "novograd_luc_decoupled": lambda: novograd(0.05, weight_decay=0.01, trust_coefficient=1e-2,
+                                               decay_inside_moment=False),
+    "sngm": lambda: nvg.sngm(0.05, weight_decay=0.01),
+    "sgdp": lambda: sgdp(0.05, weight_decay=0.01),
+    "normalize_by_norm_average": lambda: optax.chain(
+        nvg.normalize_by_norm_average(0.9, inner=optax.ema(0.9), bias_correction=True),
+        optax.scale(-0.05)),
+    **{f"presets.{peer.preset.__name__}": (lambda peer=peer: peer.preset(0.05, weight_decay=0.01))
+       for peer in presets.PEERS},
+    "presets.nemo_luc": lambda: presets.nemo(0.05, luc=True, weight_decay=0.01),
+    "presets.openseq2seq_larc": lambda: presets.openseq2seq(0.05, larc_eta=1e-2),
+}
+
+
+@pytest.mark.parametrize("make", SIDE_BY_SIDE_CASES.values(), ids=list(SIDE_BY_SIDE_CASES))
+def test_norm_based_members_on_complex_weights_equal_real_and_imaginary_parts(make):
+  rng = np.random.default_rng(11)
+  shapes = {"kernel": (4, 3), "bias": (3,), "scale": ()}
+  w0 = {k: _complex(rng, s) for k, s in shapes.items()}
+  grads = [{k: _complex(rng, s) for k, s in shapes.items()} for _ in range(5)]
+  opt = make()
+  results = []
+  for to_opt in (_as_complex64, _side_by_side_axis0):
+    params = {k: to_opt(v) for k, v in w0.items()}
+    state = opt.init(params)
+    for g in grads:
+      updates, state = opt.update({k: to_opt(v) for k, v in g.items()}, state, params)
+      params = optax.apply_updates(params, updates)
+    results.append(params)
+  for k, shape in shapes.items():
+    complex_run = _from_jax(results[0][k])
+    real_run = _from_side_by_side_axis0(results[1][k], shape)
+    np.testing.assert_allclose(complex_run, real_run, rtol=2e-5, atol=2e-6, err_msg=k)
+    assert np.abs(complex_run - w0[k]).max() > 1e-3  # it trained
