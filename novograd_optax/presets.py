@@ -303,9 +303,9 @@ def apex(
   corrects :math:`r_t` even after the first-gradient init (its default), so
   early steps are shorter by :math:`\sqrt{1-\beta_2^t}`, as there. Like the peer
   it refuses ``amsgrad=True`` and norm types other than 2 and 0. fp16/bf16
-  params work, with float32 norms as in the kernel; the kernel also does the
-  rest of each step in float32 where optax rounds each stage to the params'
-  dtype, so half-precision runs agree to that dtype's round-off only. Under
+  params work: as in the kernel, each step is computed in float32 (norms and
+  momentum included, the momentum kept in float32) and the update rounded to the
+  params' dtype, so half-precision runs agree to that dtype's round-off. Under
   ``optax.inject_hyperparams`` pass ``static_args=("norm_type",)``.
   """
   validation.check_bool("amsgrad", amsgrad)

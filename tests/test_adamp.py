@@ -166,12 +166,15 @@ class AdamPTest(chex.TestCase, parameterized.TestCase):
         self.assertGreater(np.max(np.abs(per_column)), 1e-2)
 
   @parameterized.product(nesterov_debias=["reference", "nadam"],
-                          dtypes=[(jnp.float32, jnp.bfloat16), (jnp.bfloat16, None)])
-  def test_nesterov_keeps_the_bfloat16_momentum_dtype(self, nesterov_debias, dtypes):
-    """A bfloat16 momentum (mu_dtype=bf16 for float32 params, or bfloat16 params and
-    mu_dtype=None) is bfloat16 from init on and stays so after update (a state whose
-    dtype changed would break lax.scan and fori_loop carries)."""
-    param_dtype, mu_dtype = dtypes
+                          dtypes=[(jnp.float32, jnp.bfloat16, jnp.bfloat16),
+                                  (jnp.bfloat16, jnp.bfloat16, jnp.bfloat16),
+                                  (jnp.bfloat16, None, jnp.float32)])
+  def test_nesterov_keeps_the_momentum_dtype(self, nesterov_debias, dtypes):
+    """The momentum has mu_dtype (bfloat16 here, for float32 or bfloat16 params), or
+    float32 for bfloat16 params and mu_dtype=None (16-bit moments lose the small
+    gradients), from init on, and keeps it after update (a state whose dtype changed
+    would break lax.scan and fori_loop carries)."""
+    param_dtype, mu_dtype, expected = dtypes
     params = {"kernel": jnp.ones((3, 4), param_dtype), "bias": jnp.ones((4,), param_dtype)}
     opt = adamp(1e-2, nesterov=True, nesterov_debias=nesterov_debias, mu_dtype=mu_dtype)
     state = opt.init(params)
@@ -179,7 +182,7 @@ class AdamPTest(chex.TestCase, parameterized.TestCase):
     _, new_state = opt.update(grads, state, params)
     for s in (state, new_state):
       for leaf in jax.tree.leaves(s[0].inner_state.mu):
-        self.assertEqual(leaf.dtype, jnp.bfloat16)
+        self.assertEqual(leaf.dtype, expected)
     chex.assert_trees_all_equal_shapes_and_dtypes(state, new_state)
 
   def test_inner_gets_params_and_extra_args(self):

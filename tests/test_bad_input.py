@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import novograd_optax
-from novograd_optax import novograd, scale_by_layerwise_norm
+from novograd_optax import novograd, presets, scale_by_layerwise_norm
 from tests.optimizer_cases import (
   ALL_CASES,
   NOVOGRAD_CASES,
@@ -124,6 +124,34 @@ def test_gradient_of_wrong_shape_is_refused_readably(case):
     opt.update(grads, opt.init(params), params)
 
 
+WITHOUT_PARAMS = {
+    "novograd": lambda: novograd(0.1),
+    "novograd_averaging_stacked": lambda: novograd(0.1, grad_averaging=True, layer_axes=0),
+    "sngm": lambda: novograd_optax.sngm(0.1),
+    **{f"presets.{peer.preset.__name__}": (
+        (lambda peer=peer: peer.preset(0.1)) if peer.preset is presets.optax else peer.preset)
+       for peer in presets.PEERS},
+}
+
+
+@pytest.mark.parametrize("make", WITHOUT_PARAMS.values(), ids=list(WITHOUT_PARAMS))
+def test_gradient_of_wrong_shape_is_refused_without_params(make):
+  """Without params (allowed without weight decay) the shapes recorded by init are the
+  reference: a (3,) gradient for a (1,) weight would broadcast the update, the
+  momentum and, through apply_updates, the weight to (3,)."""
+  opt = make()
+  params = {"w": jnp.zeros((2, 3)), "b": jnp.zeros(1)}
+  state = opt.init(params)
+  grads = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
+  message = r"updates\['b'\] has shape \(3,\) but params\['b'\] has shape \(1,\)"
+  with pytest.raises(ValueError, match=message):
+    opt.update(grads, state)
+  with pytest.raises(ValueError, match=message):
+    jax.jit(opt.update)(grads, state)
+  updates, _ = opt.update({"w": jnp.ones((2, 3)), "b": jnp.ones(1)}, state)
+  assert updates["b"].shape == (1,)
+
+
 @pytest.mark.parametrize("make, who", [
     (lambda: novograd(0.1, weight_decay=0.1), "novograd: weight_decay"),
     (lambda: novograd_optax.clip_by_layerwise_trust_ratio(), "clip_by_layerwise_trust_ratio"),
@@ -201,3 +229,40 @@ def test_empty_pytree_works(case, empty):
   assert updates == empty
   assert jax.tree.structure(updates) == jax.tree.structure(empty)
   assert all(np.ndim(x) == 0 for x in jax.tree.leaves(state))  # only counters remain
+
+
+MASKED_DECAY = {
+    "novograd": lambda mask: novograd(0.1, weight_decay=0.1, weight_decay_mask=mask),
+    "novograd_decoupled": lambda mask: novograd(
+        0.1, weight_decay=0.1, weight_decay_mask=mask, decay_inside_moment=False),
+    "sngm": lambda mask: novograd_optax.sngm(0.1, weight_decay=0.1, weight_decay_mask=mask),
+    "adamp": lambda mask: novograd_optax.adamp(0.1, weight_decay=0.1, weight_decay_mask=mask),
+    "sgdp": lambda mask: novograd_optax.sgdp(0.1, weight_decay=0.1, weight_decay_mask=mask),
+}
+WRONG_MASKS = {
+    "missing_leaf": {"w": True, "b": False},
+    "list": [True, False, True],
+    "callable": lambda params: {"w": True},
+    "deeper": {"w": {"kernel": True}, "b": False, "s": True},
+}
+
+
+@pytest.mark.parametrize("mask", WRONG_MASKS.values(), ids=list(WRONG_MASKS))
+@pytest.mark.parametrize("make", MASKED_DECAY.values(), ids=list(MASKED_DECAY))
+def test_weight_decay_mask_of_wrong_structure_names_the_option_and_the_fix(make, mask):
+  params = make_params()
+  opt = make(mask)
+  with pytest.raises(ValueError, match=r"weight_decay_mask must have the pytree structure"
+                     r" of the params.*weight_decay_mask=lambda params"):
+    state = opt.init(params)
+    opt.update(make_params(1), state, params)
+
+
+@pytest.mark.parametrize("make", MASKED_DECAY.values(), ids=list(MASKED_DECAY))
+def test_weight_decay_mask_of_the_params_structure_or_a_prefix_is_accepted(make):
+  params = make_params()
+  for mask in ({"w": True, "b": False, "s": False}, lambda p: jax.tree.map(
+      lambda x: x.ndim > 1, p), True):
+    opt = make(mask)
+    updates, _ = opt.update(make_params(1), opt.init(params), params)
+    assert updates["w"].shape == params["w"].shape

@@ -180,3 +180,55 @@ def test_flatten_for_logging_unwraps_nnx_variables():
   assert len(flat) == 4 + 3 * 4 + 4 * 2 + 2
   assert not any(".value" in k or "['value']" in k for k in flat), sorted(flat)
   np.testing.assert_allclose(float(flat["['out']['bias'][1]"]), 0.0)
+
+
+def _decreasing_gradients():
+  """Gradients whose norms fall step by step, so that the AMSGrad maximum (the
+  first, largest moment) and the moment itself differ."""
+  g = {"w": np.arange(1.0, 7.0, dtype=np.float32).reshape(2, 3), "b": np.ones(3, np.float32)}
+  return [{k: v * 0.5 ** t for k, v in g.items()} for t in range(4)]
+
+
+def _numpy_moment(grads, b2):
+  """v_1 = ||g_1||^2, v_t = b2 v_{t-1} + (1 - b2) ||g_t||^2, per leaf, in float64."""
+  nu = {}
+  for t, g in enumerate(grads):
+    for k, x in g.items():
+      squared = np.sum(np.float64(x) ** 2)
+      nu[k] = squared if t == 0 else b2 * nu[k] + (1 - b2) * squared
+  return nu
+
+
+def test_amsgrad_statistics_report_the_moment_not_the_running_maximum():
+  b2 = 0.5
+  grads = _decreasing_gradients()
+  opt = novograd(0.1, b2=b2, amsgrad=True)
+  params = jax.tree.map(jnp.zeros_like, grads[0])
+  state = opt.init(params)
+  for g in grads:
+    _, state = opt.update(g, state, params)
+  expected = _numpy_moment(grads, b2)
+  maximum = _numpy_moment(grads[:1], b2)
+  assert all(expected[k] < 0.5 * maximum[k] for k in expected)  # the two differ
+  chex.assert_trees_all_close(layerwise_statistics(state).second_moment, expected, rtol=1e-5)
+  # The same through a flattened state, as nnx.state(optimizer) gives it.
+  inner = state[0]
+  flattened = {"count": inner.count, "nu": inner.nu, "nu_max": inner.nu_max}
+  chex.assert_trees_all_close(
+      layerwise_statistics([flattened]).second_moment, expected, rtol=1e-5)
+
+
+def test_chain_with_two_layerwise_states_reports_the_first():
+  """The first layer-wise state sees the raw gradient; a second one sees normalized
+  gradients (moment ~1 per layer). The documented choice is the first."""
+  grads = _decreasing_gradients()
+  opt = optax.chain(scale_by_layerwise_norm(b2=0.25), scale_by_layerwise_norm(b2=0.0),
+                    optax.scale_by_learning_rate(0.1))
+  params = jax.tree.map(jnp.zeros_like, grads[0])
+  state = opt.init(params)
+  for g in grads:
+    _, state = opt.update(g, state, params)
+  expected = _numpy_moment(grads, 0.25)
+  chex.assert_trees_all_close(layerwise_statistics(state).second_moment, expected, rtol=1e-5)
+  second = layerwise_statistics((state[1],)).second_moment
+  assert not np.allclose(second["w"], expected["w"], rtol=0.1)

@@ -10,10 +10,11 @@ import numpy as np
 import optax
 import pytest
 
-from novograd_optax import novograd
+from novograd_optax import novograd, presets
 from tests.optimizer_cases import (
   ALL_CASES,
   NOVOGRAD_CASES,
+  OptimizerCase,
   assert_close,
   case_params,
   make_params,
@@ -227,3 +228,76 @@ def test_nan_gradient_without_wrapper_poisons_only_its_layer_forever():
   others = lambda tree: {k: v for k, v in tree.items() if k != "w"}
   expected, _ = run(opt, others(params), [others(g) for g in grads])
   chex.assert_trees_all_close(others(new_params), expected, rtol=1e-6)
+
+
+PRESET_CASES = [
+    OptimizerCase(f"presets.{peer.preset.__name__}", peer.preset, {"learning_rate": 0.01}
+                  if peer.preset is presets.optax else {})
+    for peer in presets.PEERS
+] + [OptimizerCase("presets.nemo_luc", presets.nemo, {"luc": True, "weight_decay": 0.01}),
+     OptimizerCase("presets.openseq2seq_larc", presets.openseq2seq, {"larc_eta": 1e-3})]
+
+
+@pytest.mark.parametrize("case", **case_params(PRESET_CASES))
+def test_apply_if_finite_restores_every_preset(case):
+  test_apply_if_finite_leaves_params_and_state_unchanged(case)
+
+
+# Where one non-finite element of the gradient of leaf "w" goes, from each update rule:
+# "element": only that element's update (and moment) is non-finite; "layer": every
+# element of leaf "w"; "tree": every leaf (a norm over the whole tree).
+NON_FINITE_SPREAD = {
+    # g / sqrt(v): a NaN makes the layer's v NaN; an inf makes v inf, so the other
+    # elements of the layer are divided by inf (a zero normalized gradient) and only
+    # inf / inf = NaN is non-finite.
+    "novograd": ("layer", "element"),
+    "novograd_averaging_decay": ("layer", "element"),
+    "novograd_amsgrad_linf_zero_init": ("layer", "element"),
+    "novograd_layer_axes_mu_bf16": ("layer", "element"),  # each row of w is a layer
+    "sngm": ("tree", "element"),  # the global norm is NaN, or inf
+    "adamp": ("element", "element"),  # per-element moments; the projection is not
+    "sgdp_nesterov": ("element", "element"),  # taken for a NaN or inf cosine
+    "presets.optax": ("layer", "element"),
+    "presets.torch_optimizer": ("layer", "element"),
+    "presets.timm": ("layer", "element"),
+    "presets.nemo": ("layer", "element"),
+    "presets.apex": ("layer", "element"),
+    "presets.tf_addons": ("layer", "element"),
+    "presets.openseq2seq": ("layer", "element"),
+    # LUC's ratio ||w|| / ||m|| is NaN for an inf ||m||: the whole layer.
+    "presets.nemo_luc": ("layer", "layer"),
+    # LARC's ratio ||w|| / ||g|| is 0 for an inf ||g||: min_update scales the layer,
+    # then NovoGrad as above.
+    "presets.openseq2seq_larc": ("layer", "element"),
+}
+
+
+def _spread(updates, row_layers=False):
+  bad = {k: ~np.isfinite(np.asarray(v, np.float64)) for k, v in updates.items()}
+  if all(b.all() for b in bad.values()):
+    return "tree"
+  if bad["b"].any() or bad["s"].any():
+    return "other"
+  w = bad["w"]
+  if row_layers:
+    w = w[1]  # the poisoned row (a layer of its own)
+  return "layer" if w.all() else "element" if w.sum() == 1 else f"{w.sum()} elements"
+
+
+@pytest.mark.parametrize("case", **case_params(ALL_CASES + PRESET_CASES))
+def test_where_a_non_finite_gradient_goes(case):
+  """What the reliability page's table states, for the step with the bad gradient
+  and for the next (finite) step: the poisoned momentum keeps it."""
+  for bad, expected in zip((np.nan, np.inf), NON_FINITE_SPREAD[case.name], strict=True):
+    opt = case.build()
+    params = make_params()
+    state = opt.init(params)
+    for t in (1, 2):
+      _, state = opt.update(make_params(t), state, params)
+    poisoned = make_params(3)
+    poisoned["w"] = poisoned["w"].at[1, 2].set(bad)
+    rows = case.name == "novograd_layer_axes_mu_bf16"
+    updates, state = opt.update(poisoned, state, params)
+    assert _spread(updates, rows) == expected, (bad, "step")
+    updates, state = opt.update(make_params(4), state, params)
+    assert _spread(updates, rows) == expected, (bad, "next step")

@@ -58,6 +58,39 @@ CASES = {
         learning_rate=[0.01], weight_decay=[0.0, 0.1], grad_averaging=[False, True],
         larc_eta=[None, 1e-3], larc_mode=["clip", "scale"]),
 }
+# Every argument away from its default and from the other arguments' values, so an
+# argument passed to the wrong parameter, or a wrong default, changes the result (two
+# arguments with equal values, such as NeMo's eps and luc_eps or OpenSeq2Seq's
+# larc_min_update and larc_epsilon at their defaults, hide a swap). The epsilons are
+# large enough to change a step by more than the tolerance; LUC and LARC bind on some
+# layers, and larc_min_update on others (the zero-initialized bias).
+ALL_ARGUMENTS_VARIED = {
+    "torch_optimizer": [dict(lr=0.011, betas=(0.91, 0.37), eps=0.013, weight_decay=0.07,
+                             grad_averaging=True, amsgrad=True)],
+    "timm": [dict(lr=0.012, betas=(0.92, 0.61), eps=0.017, weight_decay=0.06,
+                  grad_averaging=True, amsgrad=True, decoupled_decay=True,
+                  corrected_weight_decay=True)],
+    "nemo": [dict(lr=0.013, betas=(0.88, 0.71), eps=0.021, weight_decay=0.05,
+                  grad_averaging=True, amsgrad=True, luc=True, luc_trust=2e-3, luc_eps=0.3),
+             dict(lr=0.0135, betas=(0.94, 0.72), eps=0.022, weight_decay=0.045,
+                  grad_averaging=False, amsgrad=True, luc=True, luc_trust=4e-3, luc_eps=0.9)],
+    "apex": [dict(lr=0.014, bias_correction=False, betas=(0.87, 0.93), eps=0.019,
+                  weight_decay=0.04, reg_inside_moment=True,
+                  grad_averaging=False, norm_type=0, init_zero=True),
+             dict(lr=0.0145, bias_correction=True, betas=(0.86, 0.94), eps=0.018,
+                  weight_decay=0.035, reg_inside_moment=False, grad_averaging=True,
+                  norm_type=2, init_zero=True)],
+    "tf_addons": [dict(learning_rate=0.015, beta_1=0.86, beta_2=0.57, epsilon=0.023,
+                       weight_decay=0.03, grad_averaging=True, amsgrad=True)],
+    "openseq2seq": [dict(learning_rate=0.016, beta1=0.89, beta2=0.43, epsilon=0.027,
+                         weight_decay=0.02, grad_averaging=True, larc_eta=2e-3,
+                         larc_mode="clip", larc_min_update=0.1, larc_epsilon=0.5),
+                    dict(learning_rate=0.0165, beta1=0.9, beta2=0.44, epsilon=0.026,
+                         weight_decay=0.025, grad_averaging=True, larc_eta=0.2,
+                         larc_mode="scale", larc_min_update=0.15, larc_epsilon=0.6)],
+}
+for _peer, _cases in ALL_ARGUMENTS_VARIED.items():
+  CASES[_peer] += _cases
 # OpenSeq2Seq's mode is only read with LARC on.
 CASES["openseq2seq"] = [c for c in CASES["openseq2seq"]
                         if not (c.get("larc_eta") is None and c.get("larc_mode") == "scale")]
@@ -98,7 +131,35 @@ def test_preset_equals_numpy_transcription_of_peer(peer):
   assert_all_cases_close(f"presets.{peer}", cases, ours, references)
 
 
-OPTAX_CASES = [dict(learning_rate=0.01)] + _combos(
+# Unchangeable by the peer's constructor, or a switch that must stay at its default.
+FIXED = {("apex", "amsgrad")}
+
+
+def _numbers(value):
+  return list(value) if isinstance(value, tuple) else [value]
+
+
+@pytest.mark.parametrize("peer", list(ALL_ARGUMENTS_VARIED) + ["optax"])
+def test_the_varied_cases_vary_every_argument(peer):
+  """Each argument of the preset, in at least one case, differs from its default, and
+  the numeric ones differ from one another (else a swap of two could pass)."""
+  import inspect
+  cases = ALL_ARGUMENTS_VARIED.get(peer, [OPTAX_ALL_VARIED])
+  parameters = inspect.signature(getattr(presets, peer)).parameters.values()
+  for parameter in parameters:
+    if (peer, parameter.name) in FIXED:
+      continue
+    assert any(parameter.name in case and case[parameter.name] != parameter.default
+               for case in cases), parameter.name
+  for case in cases:
+    numbers = [x for value in case.values() for x in _numbers(value)
+               if isinstance(x, float)]
+    assert len(numbers) == len(set(numbers)), case
+
+
+OPTAX_ALL_VARIED = dict(learning_rate=0.017, b1=0.84, b2=0.47, eps=0.011, eps_root=0.029,
+                        weight_decay=0.033)
+OPTAX_CASES = [dict(learning_rate=0.01), OPTAX_ALL_VARIED] + _combos(
     learning_rate=[0.05], b1=[0.9], b2=[0.25, 0.0], eps=[1e-6], eps_root=[0.0, 1e-8],
     weight_decay=[0.0, 0.1])
 
@@ -125,6 +186,18 @@ def test_the_problem_exercises_the_quirks():
   linf = numpy_peers.apex_fused(PARAMS, GRADS, lr=0.01, norm_type=0, betas=(0.9, 0.98))
   l2 = numpy_peers.apex_fused(PARAMS, GRADS, lr=0.01, norm_type=2, betas=(0.9, 0.98))
   assert not np.allclose(linf[-1][0], l2[-1][0], rtol=1e-2)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, None])
+def test_tf_addons_epsilon_zero_or_none_means_keras_default_with_tiny_gradients(epsilon):
+  """The peer's `epsilon or tf.keras.backend.epsilon()`: 1e-7. Only gradients of norm
+  near 1e-7 tell 1e-7 from another small fallback (or from 0)."""
+  tiny = [[g * np.float32(1e-7) for g in step] for step in GRADS[:10]]
+  ours = tr.run_optax([presets.tf_addons(0.01, epsilon=epsilon)], PARAMS, tiny)[0]
+  reference = numpy_peers.tf_addons(PARAMS, tiny, learning_rate=0.01, epsilon=1e-7)
+  tr.assert_trajectories_close(ours, reference)
+  without = numpy_peers.tf_addons(PARAMS, tiny, learning_rate=0.01, epsilon=1e-9)
+  assert not np.allclose(without[-1][0], reference[-1][0], rtol=1e-3)
 
 
 @pytest.mark.parametrize(("call", "argument"), [

@@ -1,5 +1,7 @@
 """Bad hyperparameters fail at construction with a message naming the argument;
-arrays, tracers and schedules are not inspected and never crash."""
+tracers and schedules are not inspected and never crash."""
+
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +10,7 @@ import optax
 import pytest
 
 from novograd_optax import novograd, scale_by_layerwise_norm
+from tests.test_hyperparameter_values import CONSTRUCTORS
 
 # (constructor keyword arguments, error, text the message must contain).
 BAD_NOVOGRAD_ARGUMENTS = [
@@ -98,11 +101,16 @@ def test_no_weight_decay_needs_no_params():
   assert bool(jnp.all(jnp.isfinite(updates["w"])))
 
 
-def test_arrays_are_not_checked():
-  # Values of arrays are not inspected at construction (inject_hyperparams
-  # rebuilds the optimizer with arrays); they simply flow into the math.
-  opt = novograd(jnp.asarray(-0.1), b1=jnp.asarray(1.5), b2=np.asarray(2.0),
-                 eps=jnp.asarray(-1.0), weight_decay=jnp.asarray(-1.0))
+def test_concrete_arrays_are_checked_like_numbers():
+  # A concrete array's values are known at construction: a negative learning rate
+  # would train by gradient ascent.
+  for name, value in [("learning_rate", jnp.asarray(-0.1)), ("b1", jnp.asarray(1.5)),
+                      ("b2", np.asarray(2.0)), ("eps", jnp.asarray(-1.0)),
+                      ("weight_decay", jnp.asarray(np.inf))]:
+    with pytest.raises(ValueError, match=name):
+      novograd(**{"learning_rate": 0.1, name: value})
+  opt = novograd(jnp.asarray(0.1), b1=jnp.asarray(0.9), b2=np.asarray(0.5),
+                 eps=jnp.asarray(1e-6), weight_decay=jnp.asarray(1e-3))
   params = {"w": jnp.ones(3)}
   updates, _ = opt.update(params, opt.init(params), params)
   assert updates["w"].shape == (3,)
@@ -146,3 +154,44 @@ def test_inject_hyperparams_builds_with_every_numeric_argument():
       "learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay"}
   updates, _ = jax.jit(opt.update)(params, state, params)
   assert bool(jnp.all(jnp.isfinite(updates["w"])))
+
+
+def _constructors_taking(argument):
+  return {key: value for key, value in CONSTRUCTORS.items()
+          if argument in inspect.signature(value[0]).parameters}
+
+
+AXIS_ARGUMENTS = [(key, argument, value)
+                  for argument in ("channel_axis", "layer_axes")
+                  for key in _constructors_taking(argument)
+                  for value in (True, False)]
+
+
+@pytest.mark.parametrize("key, argument, value", AXIS_ARGUMENTS,
+                         ids=[f"{k}-{a}={v}" for k, a, v in AXIS_ARGUMENTS])
+def test_bool_is_not_an_axis(key, argument, value):
+  """True is the int 1 in Python: taken for an axis it would silently pick axis 1."""
+  make, base = CONSTRUCTORS[key]
+  with pytest.raises(TypeError, match=argument):
+    make(**base, **{argument: value})
+  if argument == "layer_axes":
+    with pytest.raises(TypeError, match=argument):
+      make(**base, layer_axes=(0, value))
+
+
+AXIS_NAME_CONSTRUCTORS = list(_constructors_taking("axis_name"))
+
+
+@pytest.mark.parametrize("key", AXIS_NAME_CONSTRUCTORS)
+@pytest.mark.parametrize("value", [(), ("i", ()), ("i", 0), 3])
+def test_empty_or_non_string_axis_name_is_refused(key, value):
+  """axis_name=() would psum over no axis: each shard would silently use its own norm."""
+  make, base = CONSTRUCTORS[key]
+  with pytest.raises(TypeError, match="axis_name"):
+    make(**base, axis_name=value)
+
+
+def test_axis_arguments_are_found():
+  assert {"adamp", "sgdp", "project_scale_invariant"} <= {k for k, _, _ in AXIS_ARGUMENTS}
+  assert {"novograd", "sngm", "scale_by_layerwise_norm", "normalize_by_global_norm",
+          "clip_by_layerwise_trust_ratio"} <= set(AXIS_NAME_CONSTRUCTORS)

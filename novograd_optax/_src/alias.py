@@ -63,8 +63,9 @@ def novograd(
   math of every option: :ref:`algorithms-novograd`.
 
   The defaults equal ``optax.novograd``'s, and with the same arguments the
-  results are identical. Memory: the first moment plus 4 bytes per layer, half
-  of Adam's.
+  results are identical for float32 (and wider) params; for float16/bfloat16
+  params this computes in float32 where optax rounds each stage to 16 bits.
+  Memory: the first moment plus 4 bytes per layer, half of Adam's.
 
   Args:
     learning_rate: a float >= 0 or an optax schedule.
@@ -84,7 +85,9 @@ def novograd(
     norm: ``"l2"`` (the paper) or ``"linf"``.
     nu_init: ``"first"``: :math:`v_1 = \|g_1\|^2` (the paper); ``"zero"``;
       ``"first_nonzero"`` (the PyTorch peers); see :func:`scale_by_layerwise_norm`.
-    mu_dtype: dtype of the first moment (e.g. ``jnp.bfloat16``).
+    mu_dtype: dtype of the first moment (e.g. ``jnp.bfloat16``); ``None``: the
+      params' dtype, float32 for float16/bfloat16 params (every step is computed in
+      float32 and only the update is rounded to the params' dtype).
     layer_axes: axes of leaves that index stacked (scanned) layers; see
       :func:`scale_by_layerwise_norm`.
     axis_name: mesh axis name(s) over which leaves are split inside
@@ -216,13 +219,13 @@ def sngm(
   validation.check_non_negative("weight_decay", weight_decay, allow_schedule=True)
   validation.check_mask("weight_decay_mask", weight_decay_mask)
   validation.check_not_injected_schedule("sngm", ("weight_decay_mask",))
-  return with_structure_check(optax.chain(
+  return keep_dtypes(with_structure_check(optax.chain(
       optax.identity() if validation.is_static_zero(weight_decay)
-      else optax.add_decayed_weights(weight_decay, weight_decay_mask),
+      else add_decayed_weights_requiring_params(weight_decay, weight_decay_mask, who="sngm"),
       normalize_by_global_norm(eps, axis_name=axis_name),
       optax.trace(momentum),
       optax.scale_by_learning_rate(learning_rate),
-  ))
+  )))
 
 
 def adamp(
@@ -252,7 +255,8 @@ def adamp(
   Scale-invariant Weights*, ICLR 2021, Algorithm 2 (math: :ref:`algorithms-adamp`),
   and its PyTorch reference (Clova AI, ``adamp/adamp.py``), which this equals to
   float32 round-off. Where
-  no leaf is projected and ``nesterov=False`` the result is exactly
+  no leaf is projected and ``nesterov=False`` the result (float32 or wider params)
+  is exactly
   ``optax.adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay)`` (the
   reference's ``lr / bc1`` step size and ``sqrt(v) / sqrt(bc2) + eps``
   denominator are optax's bias corrections).
@@ -282,7 +286,9 @@ def adamp(
       ``ndim <= 1`` are never projected.
     weight_decay_mask: pytree of bools (or a callable), ``True`` where decay
       applies; the reference decays every parameter.
-    mu_dtype: dtype of the first moment, as in ``optax.adam``.
+    mu_dtype: dtype of the first moment, as in ``optax.adam``; ``None``: the
+      params' dtype, float32 for float16/bfloat16 params (both of Adam's moments
+      are then float32, and the step is computed in float32).
 
   Under ``optax.inject_hyperparams`` pass ``static_args=("channel_axis",
   "weight_decay_mask", "mu_dtype")`` for those of these options you set to an
@@ -314,12 +320,12 @@ def adamp(
     adam = _scale_by_adam_reference_nesterov(b1, b2, eps, mu_dtype)
   else:
     adam = optax.scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype, nesterov=nesterov)
-  return optax.chain(
+  return keep_dtypes(optax.chain(
       projected(
           adam, delta=delta, wd_ratio=wd_ratio, weight_decay=weight_decay,
           weight_decay_mask=weight_decay_mask, eps=eps, channel_axis=channel_axis),
       optax.scale_by_learning_rate(learning_rate),
-  )
+  ), mu_dtype)
 
 
 def _scale_by_adam_reference_nesterov(b1, b2, eps, mu_dtype) -> optax.GradientTransformation:
@@ -455,10 +461,10 @@ def sgdp(
     return scale_state, optax.TraceState(trace=jax.tree.map(
         lambda p, old: p.astype(old.dtype), steps, trace_state.trace))
 
-  return optax.chain(
+  return keep_dtypes(optax.chain(
       projected(
           inner, delta=delta, wd_ratio=wd_ratio, weight_decay=decay,
           weight_decay_mask=weight_decay_mask, eps=eps, channel_axis=channel_axis,
           store_projected=store_in_buffer if project_momentum and not nesterov else None),
       optax.scale_by_learning_rate(learning_rate),
-  )
+  ))

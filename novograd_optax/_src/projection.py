@@ -50,6 +50,21 @@ class ProjectScaleInvariantState(NamedTuple):
   decay_state: optax.OptState
 
 
+def _real_inner(a, b, axis, keepdims=False):
+  """``Re <a, b> = sum(Re(conj(a) b))`` over ``axis``: the inner product of the real
+  vectors that hold the real and imaginary parts of ``a`` and ``b`` side by side.
+
+  For complex weights the radial direction of a scale-invariant weight is ``w``
+  itself (a positive real factor, as a normalization layer divides out), so the
+  cosine and the projection are those of C^n seen as R^(2n); norms are real.
+  """
+  if jnp.iscomplexobj(a) or jnp.iscomplexobj(b):
+    product = jnp.real(a) * jnp.real(b) + jnp.imag(a) * jnp.imag(b)
+  else:
+    product = a * b
+  return jnp.sum(product, axis=axis, keepdims=keepdims)
+
+
 def _project_leaf(g, w, p, delta, wd_ratio, eps, channel_axis):
   """Returns the projected step and the decay factor (1 or wd_ratio) of a leaf."""
   if w.ndim <= 1 or w.size == 0:
@@ -60,32 +75,37 @@ def _project_leaf(g, w, p, delta, wd_ratio, eps, channel_axis):
     raise ValueError(
         f"channel_axis={channel_axis} is out of range for a parameter of shape"
         f" {w.shape}; accepted: integers in [{-w.ndim}, {w.ndim}).")
-  compute = jnp.promote_types(jnp.promote_types(w.dtype, p.dtype), jnp.float32)
+  compute = jnp.promote_types(
+      jnp.promote_types(jnp.promote_types(w.dtype, p.dtype), g.dtype), jnp.float32)
   w32, g32, p32 = (x.astype(compute) for x in (w, g, p))
   channel = channel_axis % w.ndim
   channel_rows = tuple(a for a in range(w.ndim) if a != channel)
   whole_layer = tuple(range(w.ndim))
+  # A complex entry is two real coordinates: the threshold delta / sqrt(n) is that
+  # of a row of n real numbers, as for the same weights stored as real and imaginary
+  # parts side by side.
+  coordinates_per_entry = 2 if jnp.issubdtype(compute, jnp.complexfloating) else 1
 
   def looks_scale_invariant(rows):
     # torch.nn.functional.cosine_similarity, as the reference: each norm is
     # floored at eps (not eps added to their product), which matters for tiny
     # gradients near the threshold.
-    dot = jnp.sum(w32 * g32, axis=rows)
-    w_norm = jnp.maximum(jnp.sqrt(jnp.sum(w32 * w32, axis=rows)), eps)
-    g_norm = jnp.maximum(jnp.sqrt(jnp.sum(g32 * g32, axis=rows)), eps)
+    dot = _real_inner(w32, g32, rows)
+    w_norm = jnp.maximum(jnp.sqrt(_real_inner(w32, w32, rows)), eps)
+    g_norm = jnp.maximum(jnp.sqrt(_real_inner(g32, g32, rows)), eps)
     # A row with a zero norm has <w, g> = 0: its cosine is 0, as with any eps > 0.
     # With eps = 0 (or a product w_norm * g_norm that underflows) it would be 0/0 = NaN,
     # and one NaN row would make max(cos) NaN and silently turn the whole view off.
     denominator = w_norm * g_norm
     cosine = jnp.abs(dot) / jnp.where(denominator == 0, 1, denominator)
-    row_length = math.prod(w.shape[a] for a in rows)
+    row_length = coordinates_per_entry * math.prod(w.shape[a] for a in rows)
     return jnp.max(cosine) < delta / math.sqrt(row_length)
 
   def project(rows):
     # w_hat of a zero row is 0 (nothing to remove), as 0 / (0 + eps) for any eps > 0.
-    denominator = jnp.sqrt(jnp.sum(w32 * w32, axis=rows, keepdims=True)) + eps
+    denominator = jnp.sqrt(_real_inner(w32, w32, rows, keepdims=True)) + eps
     w_hat = w32 / jnp.where(denominator == 0, 1, denominator)
-    return p32 - w_hat * jnp.sum(w_hat * p32, axis=rows, keepdims=True)
+    return p32 - w_hat * _real_inner(w_hat, p32, rows, keepdims=True)
 
   # Both views are computed and selected with `where`, which keeps the rule
   # jit-able without lax.cond; the per-channel view has priority.
@@ -119,7 +139,10 @@ def project_scale_invariant(
 
   with :math:`r` = ``wd_ratio`` when projected and 1 otherwise; the test is
   done per output channel first (rows of length :math:`n` = leaf size /
-  channels), then for the whole leaf (:math:`n` = leaf size). Heo et al.,
+  channels), then for the whole leaf (:math:`n` = leaf size). Complex weights
+  are the real vectors of their real and imaginary parts:
+  :math:`\langle a, b\rangle = \mathrm{Re}\sum \bar a b`, real norms, and
+  :math:`n` counts two coordinates per complex entry. Heo et al.,
   ICLR 2021, Algorithms 1–2; math: :ref:`algorithms-adamp`. See the module
   docstring for why this is a wrapper rather than a link of a chain.
 
@@ -190,6 +213,7 @@ def projected(
   def init_fn(params):
     # An integer weight would get a float step that apply_updates truncates.
     validation.check_inexact_leaves("params", params)
+    validation.check_mask_structure("weight_decay_mask", weight_decay_mask, params)
     return ProjectScaleInvariantState(
         inner_state=inner.init(params), decay_state=decay.init(params))
 
@@ -197,6 +221,7 @@ def projected(
     require_params("project_scale_invariant (AdamP/SGDP)", "the projection", params)
     validation.check_same_structure(
         "updates", updates, "params", params, compare_shapes=True)
+    validation.check_mask_structure("weight_decay_mask", weight_decay_mask, params)
     steps, inner_state = optax.with_extra_args_support(inner).update(
         updates, state.inner_state, params, **extra_args)
     grads, treedef = jax.tree.flatten(updates)

@@ -1,10 +1,14 @@
 """Construction-time checks of hyperparameters.
 
-Python numbers are checked when an optimizer is built, so that a typo such as
-``b1=2`` or ``learning_rate=-1e-3`` fails at once with a message that names the
-argument and its accepted range. Arrays, tracers and schedules are *not* checked:
-their values are unknown (or change) at build time, and ``optax.inject_hyperparams``
-rebuilds the optimizer with jax arrays on every step.
+Python and NumPy numbers, and concrete (not traced) jax and NumPy arrays, are
+checked when an optimizer is built, so that a typo such as ``b1=2``,
+``learning_rate=-1e-3`` or an ``inf`` fails at once with a message that names the
+argument and its accepted range; every float hyperparameter must be finite.
+Tracers (an optimizer built inside ``jax.jit``, or by ``optax.inject_hyperparams``
+inside a jitted step) and schedules are *not* checked: their values are unknown (or
+change) at build time. ``optax.inject_hyperparams`` rebuilds the optimizer on every
+``update``, so an injected hyperparameter is checked there when the step is not
+jitted, and not at all inside ``jax.jit``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
 
 
 def _range_text(low, high, low_inclusive, high_inclusive) -> str:
@@ -24,6 +29,14 @@ def _range_text(low, high, low_inclusive, high_inclusive) -> str:
   low_text = "-inf" if low is None else f"{low:g}"
   high_text = "inf" if high is None else f"{high:g}"
   return f"{left}{low_text}, {high_text}{right}"
+
+
+def _concrete_values(value: Any) -> np.ndarray | None:
+  """The values of a jax/NumPy array, or ``None`` for a tracer (unknown values)."""
+  try:
+    return np.asarray(value)
+  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    return None
 
 
 def check_scalar(
@@ -36,12 +49,14 @@ def check_scalar(
     high_inclusive: bool = False,
     allow_schedule: bool = False,
 ) -> None:
-  """Checks a numeric hyperparameter that may also be an array or a schedule.
+  """Checks a numeric hyperparameter that may also be an array or a schedule: a
+  finite real number in the range, every entry of a concrete array too.
 
   Raises:
-    TypeError: if ``value`` is neither a real number, an array nor (when
+    TypeError: if ``value`` is neither a real number, a real array nor (when
       ``allow_schedule``) a callable schedule.
-    ValueError: if ``value`` is a Python or NumPy number outside the range.
+    ValueError: if ``value`` (or an entry of a concrete array) is inf, NaN or
+      outside the range.
   """
   accepted = "a real number or a jax/numpy array"
   if allow_schedule:
@@ -53,20 +68,29 @@ def check_scalar(
   if isinstance(value, bool) or isinstance(value, (str, bytes)):
     raise TypeError(f"{name} must be {accepted}; got {value!r}.")
   if isinstance(value, (jax.Array, np.ndarray)):
-    return  # Values of arrays and tracers are not inspected (inject_hyperparams).
-  if not isinstance(value, numbers.Real):
+    values = _concrete_values(value)
+    if values is None:
+      return  # A tracer: its value is not known when the optimizer is built.
+    if not (np.issubdtype(values.dtype, np.integer)
+            or np.issubdtype(values.dtype, np.floating)):
+      raise TypeError(f"{name} must be {accepted} of real numbers; got {value!r}.")
+    shown: Any = value
+    values = values.astype(np.float64).ravel()
+  elif isinstance(value, numbers.Real):
+    shown = value
+    values = np.asarray([float(value)])
+  else:
     raise TypeError(
         f"{name} must be {accepted}; got {type(value).__name__} {value!r}.")
-  value = float(value)
-  inside = not np.isnan(value)
-  if inside and low is not None:
-    inside = value >= low if low_inclusive else value > low
-  if inside and high is not None:
-    inside = value <= high if high_inclusive else value < high
-  if not inside:
+  inside = np.isfinite(values)
+  if low is not None:
+    inside &= values >= low if low_inclusive else values > low
+  if high is not None:
+    inside &= values <= high if high_inclusive else values < high
+  if not np.all(inside):
     raise ValueError(
-        f"{name} must be in {_range_text(low, high, low_inclusive, high_inclusive)};"
-        f" got {value!r}.")
+        f"{name} must be a finite number in"
+        f" {_range_text(low, high, low_inclusive, high_inclusive)}; got {shown!r}.")
 
 
 def is_static_zero(value: Any) -> bool:
@@ -164,6 +188,28 @@ def check_dtype(name: str, value: Any) -> None:
       f"{name} must be None or a dtype (e.g. 'bfloat16' or jnp.bfloat16); got {value!r}.")
 
 
+def check_mask_structure(name: str, mask: Any, params: Any) -> None:
+  """Refuses a mask (e.g. ``weight_decay_mask``) whose pytree structure is not that of
+  the params (or a prefix of it, as ``optax.masked`` accepts), naming the option; a
+  callable mask is called on the params first. optax's own error is jax's pytree
+  mismatch, which names neither the option nor the fix.
+
+  Raises:
+    ValueError: naming ``name``, both structures and how to build a matching mask.
+  """
+  if mask is None:
+    return
+  tree = mask(params) if callable(mask) else mask
+  try:
+    jax.tree.map(lambda *_: None, tree, params)
+  except (ValueError, TypeError) as err:
+    raise ValueError(
+        f"{name} must have the pytree structure of the params (or a prefix of it), with"
+        f" a bool per leaf; got {jax.tree.structure(tree)} for params"
+        f" {jax.tree.structure(params)}. Build it from the params, e.g."
+        f" {name}=lambda params: jax.tree.map(lambda p: p.ndim > 1, params).") from err
+
+
 def check_int(name: str, value: Any, accepted: str = "an int") -> None:
   """An axis such as ``channel_axis``."""
   check_static(name, value, accepted)
@@ -243,6 +289,42 @@ def check_same_structure(
         raise ValueError(
             f"{name}{path} has shape {shape} but {reference_name}{path} has shape"
             f" {expected_shape}.")
+
+
+# optax states whose named field is a moment of the params' shapes, made by init.
+_FULL_SHAPED_MOMENTS = (
+    (optax.TraceState, "trace"),
+    (optax.EmaState, "ema"),
+    (optax.ScaleByAdamState, "mu"),
+)
+
+
+def check_shapes_against_state(name: str, tree: Any, state: Any) -> None:
+  """Without ``params``, refuses a ``tree`` (the gradients) whose leaves' shapes differ
+  from the params' shapes that ``init`` recorded in ``state``, with the message of
+  :func:`check_same_structure` for params.
+
+  Without this check a gradient of the wrong shape broadcasts: a (3,) gradient for a
+  (1,) weight gives a (3,) update and momentum, and ``optax.apply_updates`` a (3,)
+  weight. What records the shapes: the first-moment buffers of optax's ``trace``,
+  ``ema`` and ``scale_by_adam`` anywhere in ``state`` (every alias and preset holds
+  one). A layer-wise second moment records only the sizes of the ``layer_axes``, and
+  a stateless transformation nothing; with neither, nothing is checked.
+
+  Raises:
+    ValueError: naming the first leaf whose shape differs.
+  """
+  types = tuple(kind for kind, _ in _FULL_SHAPED_MOMENTS)
+  structure: Any = jax.tree.structure(tree)  # PyTreeDef's stubs lack __eq__.
+  for node in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, types)):
+    for kind, field in _FULL_SHAPED_MOMENTS:
+      if not isinstance(node, kind):
+        continue
+      moment = getattr(node, field)
+      # A moment of another structure belongs to a part of the params (optax.masked).
+      if structure == jax.tree.structure(moment):
+        check_same_structure(name, tree, "params", moment, compare_shapes=True)
+        return
 
 
 def check_inexact_leaves(name: str, tree: Any) -> None:

@@ -32,29 +32,58 @@ def add_decayed_weights_requiring_params(
     *,
     who: str,
 ) -> optax.GradientTransformationExtraArgs:
-  """``optax.add_decayed_weights`` with an error that names ``weight_decay``.
+  """``optax.add_decayed_weights`` with errors that name ``weight_decay`` and
+  ``weight_decay_mask``.
 
   optax's message for a missing ``params`` does not say which option needs
-  them; users of ``novograd(weight_decay=...)`` get told what to pass.
+  them, and a mask of the wrong structure fails in jax's pytree code; users of
+  ``novograd(weight_decay=...)`` get told what to pass.
   """
   inner = optax.with_extra_args_support(optax.add_decayed_weights(weight_decay, mask))
 
+  def init_fn(params):
+    validation.check_mask_structure("weight_decay_mask", mask, params)
+    return inner.init(params)
+
   def update_fn(updates, state, params=None, **extra_args):
     require_params(who, "weight_decay", params)
+    validation.check_mask_structure("weight_decay_mask", mask, params)
     return inner.update(updates, state, params, **extra_args)
 
-  return optax.GradientTransformationExtraArgs(inner.init, update_fn)
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _at_least_float32(tree: Any) -> Any:
+  """float16/bfloat16 leaves as float32; other leaves (float32, float64, complex,
+  integers, which init refuses) unchanged."""
+
+  def widen(x):
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+      return x
+    wide = jnp.promote_types(dtype, jnp.float32)
+    return x if wide == dtype else jnp.asarray(x, wide)
+
+  return jax.tree.map(widen, tree)
 
 
 def keep_dtypes(
     inner: optax.GradientTransformation, mu_dtype: Any = None
 ) -> optax.GradientTransformationExtraArgs:
-  """Updates keep the gradients' dtype; a real ``mu_dtype`` refuses complex params.
+  """Runs ``inner`` in at least float32 and returns updates of the params' dtype (of
+  the gradients' dtype when ``update`` gets no params); a real ``mu_dtype`` refuses
+  complex params; without ``params``, gradients are checked against the shapes
+  recorded by ``init``.
 
-  ``optax.trace`` adds the gradient to a momentum of ``accumulator_dtype``; with
-  ``mu_dtype=bfloat16`` and float16 gradients jax promotes the sum to float32, and the
-  updates would no longer have the params' dtype. A real ``mu_dtype`` for a complex
-  leaf would silently drop the imaginary part of its momentum.
+  float16/bfloat16 params and gradients are cast to float32 before ``inner`` sees
+  them, so its state (momenta, Adam's moments, decay) is float32 unless ``mu_dtype``
+  says otherwise, and its arithmetic is float32: a float16 momentum overflows at
+  |g| ~ 6e3 (10 g for b1 = 0.9), a float16 Adam moment g^2 at |g| ~ 256, and float16
+  rounds a moment of (1 - b1) g ~ 1e-7 to a few bits. Only the final update is rounded
+  to 16 bits, once. The params' dtype for the update: with 16-bit gradients on float32
+  params (mixed precision) the update stays float32, as in optax. A real
+  ``mu_dtype`` for a complex leaf would silently drop the imaginary part of its
+  momentum.
   """
   inner = optax.with_extra_args_support(inner)
 
@@ -66,11 +95,17 @@ def keep_dtypes(
               f"mu_dtype={jnp.dtype(mu_dtype).name} is real, but the params leaf"
               f" {jax.tree_util.keystr(path)} is {leaf.dtype}: its momentum would"
               " lose the imaginary part; use mu_dtype=None or a complex dtype.")
-    return inner.init(params)
+    return inner.init(_at_least_float32(params))
 
   def update_fn(updates, state, params=None, **extra_args):
-    new_updates, state = inner.update(updates, state, params, **extra_args)
-    return jax.tree.map(lambda u, g: u.astype(g.dtype), new_updates, updates), state
+    if params is None:
+      validation.check_shapes_against_state("updates", updates, state)
+    new_updates, state = inner.update(
+        _at_least_float32(updates), state,
+        None if params is None else _at_least_float32(params), **extra_args)
+    dtypes_of = updates if params is None else params
+    return jax.tree.map(
+        lambda u, x: u.astype(jnp.result_type(x)), new_updates, dtypes_of), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -79,13 +114,16 @@ def with_structure_check(
     inner: optax.GradientTransformation,
 ) -> optax.GradientTransformationExtraArgs:
   """Wraps an ``optax.GradientTransformation`` so that ``update`` first refuses
-  updates shaped unlike the params (when params are passed), with the message of
+  updates shaped unlike the params (when params are passed, else unlike the shapes
+  ``init`` recorded in the state), with the message of
   :func:`validation.check_same_structure`; the state is ``inner``'s, unchanged."""
   inner = optax.with_extra_args_support(inner)
 
   def update_fn(updates, state, params=None, **extra_args):
     if params is not None:
       validation.check_same_structure("updates", updates, "params", params, compare_shapes=True)
+    else:
+      validation.check_shapes_against_state("updates", updates, state)
     return inner.update(updates, state, params, **extra_args)
 
   return optax.GradientTransformationExtraArgs(inner.init, update_fn)

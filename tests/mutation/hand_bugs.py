@@ -88,11 +88,13 @@ BUGS = [
          "norm = jnp.sqrt(global_squared_norm(updates, axis_name) + eps)")),
     bug("alias", "SNGM: weight decay added after the normalization",
         ("      optax.identity() if validation.is_static_zero(weight_decay)\n"
-         "      else optax.add_decayed_weights(weight_decay, weight_decay_mask),\n"
+         "      else add_decayed_weights_requiring_params(weight_decay, weight_decay_mask,"
+         " who=\"sngm\"),\n"
          "      normalize_by_global_norm(eps, axis_name=axis_name),\n",
          "      normalize_by_global_norm(eps, axis_name=axis_name),\n"
          "      optax.identity() if validation.is_static_zero(weight_decay)\n"
-         "      else optax.add_decayed_weights(weight_decay, weight_decay_mask),\n")),
+         "      else add_decayed_weights_requiring_params(weight_decay, weight_decay_mask,"
+         " who=\"sngm\"),\n")),
     # Layer-wise trust ratio (LARS/LARC, NovoGrad's LUC).
     bug("trust_ratio", "clip mode without the cap at 1",
         ("factor = jnp.minimum(jnp.maximum(ratio, min_ratio), 1.0)",
@@ -111,13 +113,13 @@ BUGS = [
         ("lr = learning_rate(state.count) if", "lr = learning_rate(state.count + 1) if")),
     # AdamP/SGDP projection.
     bug("projection", "cosine's norms get eps added instead of floored at eps",
-        ("w_norm = jnp.maximum(jnp.sqrt(jnp.sum(w32 * w32, axis=rows)), eps)",
-         "w_norm = jnp.sqrt(jnp.sum(w32 * w32, axis=rows)) + eps")),
+        ("w_norm = jnp.maximum(jnp.sqrt(_real_inner(w32, w32, rows)), eps)",
+         "w_norm = jnp.sqrt(_real_inner(w32, w32, rows)) + eps")),
     bug("projection", "wd_ratio applied only when the per-channel view fires",
         ("jnp.where(jnp.logical_or(by_channel, by_layer), wd_ratio, 1.0)",
          "jnp.where(by_channel, wd_ratio, 1.0)")),
     bug("projection", "the gradient's radial part removed from the step",
-        ("w_hat * jnp.sum(w_hat * p32, axis=rows", "w_hat * jnp.sum(w_hat * g32, axis=rows")),
+        ("w_hat * _real_inner(w_hat, p32, rows", "w_hat * _real_inner(w_hat, g32, rows")),
     bug("projection", "biases (1-D leaves) projected too",
         ("if w.ndim <= 1 or w.size == 0:", "if w.ndim < 1 or w.size == 0:")),
     bug("projection", "weight decay of the unscaled weights (wd_ratio dropped)",
@@ -145,14 +147,6 @@ BUGS = [
         ("[[s[-1] for s in states]]", "[[s[0] for s in states]]")),
     bug("layerwise_norm", "eps_root dropped",
         ("jnp.sqrt(moment + eps_root) + eps", "jnp.sqrt(moment) + eps")),
-    # A third batch (2026-12-02): the accelerators' layout (layer_layout.stacked).
-    bug("layer_layout", "AMSGrad on a GPU/TPU: normalized by the moment, not its running maximum",
-        ("return new + (reciprocal(new[-1]),)", "return new + (reciprocal(new[0]),)")),
-    bug("layer_layout", "stacked values split back in the wrong order",
-        ("for k, i in enumerate(group):", "for k, i in enumerate(reversed(group)):")),
-    bug("layer_layout", "float32 and float64 moments stacked together (one promoted)",
-        ("by_dtypes.setdefault(tuple(jnp.result_type(col[i]) for col in columns), [])",
-         "by_dtypes.setdefault((), [])")),
     bug("layerwise_norm", "the step count not incremented (every step is the first)",
         ("count=optax.safe_increment(state.count), nu=", "count=state.count, nu=")),
     bug("layers", "stacked layers share one norm (the layer axes reduced too)",
@@ -185,9 +179,9 @@ BUGS = [
         ("  if channel_axis is None:\n    channel_axis = -1",
          "  if channel_axis is None:\n    channel_axis = 0")),
     bug("projection", "cosine taken with the step instead of the gradient",
-        ("dot = jnp.sum(w32 * g32, axis=rows)", "dot = jnp.sum(w32 * p32, axis=rows)"),
-        ("g_norm = jnp.maximum(jnp.sqrt(jnp.sum(g32 * g32, axis=rows)), eps)",
-         "g_norm = jnp.maximum(jnp.sqrt(jnp.sum(p32 * p32, axis=rows)), eps)")),
+        ("dot = _real_inner(w32, g32, rows)", "dot = _real_inner(w32, p32, rows)"),
+        ("g_norm = jnp.maximum(jnp.sqrt(_real_inner(g32, g32, rows)), eps)",
+         "g_norm = jnp.maximum(jnp.sqrt(_real_inner(p32, p32, rows)), eps)")),
     bug("projection", "the weight direction not normalized",
         ("w_hat = w32 / jnp.where(denominator == 0, 1, denominator)", "w_hat = w32")),
     bug("projection", "wd_ratio applied to the unprojected leaves instead",
@@ -198,6 +192,25 @@ BUGS = [
     bug("alias", "AdamP: b1 and b2 swapped",
         ("optax.scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype, nesterov=nesterov)",
          "optax.scale_by_adam(b2, b1, eps, mu_dtype=mu_dtype, nesterov=nesterov)")),
+    # A third batch (issue 23: complex weights, 16-bit gradients).
+    bug("projection", "complex inner product without the conjugate",
+        ("product = jnp.real(a) * jnp.real(b) + jnp.imag(a) * jnp.imag(b)",
+         "product = jnp.real(a * b)")),
+    bug("projection", "complex rows counted as one coordinate per entry in the threshold",
+        ("coordinates_per_entry = 2 if", "coordinates_per_entry = 1 if")),
+    bug("global_norm", "a float16 tree divided by its norm in float16 (inf above 65504)",
+        ("compute = jnp.promote_types(g.dtype, norm.dtype)", "compute = g.dtype")),
+    bug("wrappers", "16-bit params' moments created in 16 bits",
+        ("return inner.init(_at_least_float32(params))", "return inner.init(params)"),
+        tests_of="alias"),
+    # A fourth batch (2026-12-02, issue 21): the accelerators' layout (layer_layout.stacked).
+    bug("layer_layout", "AMSGrad on a GPU/TPU: normalized by the moment, not its running maximum",
+        ("return new + (reciprocal(new[-1]),)", "return new + (reciprocal(new[0]),)")),
+    bug("layer_layout", "stacked values split back in the wrong order",
+        ("for k, i in enumerate(group):", "for k, i in enumerate(reversed(group)):")),
+    bug("layer_layout", "float32 and float64 moments stacked together (one promoted)",
+        ("by_dtypes.setdefault(tuple(jnp.result_type(col[i]) for col in columns), [])",
+         "by_dtypes.setdefault((), [])")),
 ]
 
 
