@@ -34,7 +34,7 @@ with the tuning protocol of ``examples/protocol.py``:
 The learning-rate grid of one optimizer is trained at once under ``jax.vmap``.
 
 ``python examples/char_lm.py`` runs the reduced configuration; ``--full`` the
-configuration sized to decide the question (the whole training split, 3000 steps,
+configuration sized to decide the question (the whole training split, 2000 steps,
 learning rate x kappa grid; one process; it resumes from its cache when interrupted);
 ``--scale`` a larger one for an accelerator; ``--quick`` a seconds-long smoke test.
 """
@@ -76,14 +76,14 @@ CONFIGS = {
     "reduced": dict(sizes=("small", "medium"), steps=600, warmup=60, batch_size=16,
                     context=32, train_chars=32_768, eval_every=50, eval_batches=32,
                     seeds=(0, 1, 2), kappa=(3e-4,), jobs=1),
-    # the whole training split (372,736 characters; 3000 steps of 16 x 32 characters are
-    # about 4 passes), weight decay tuned with the learning rate: per optimizer one
+    # the whole training split (372,736 characters; 2000 steps of 16 x 32 characters are
+    # about 2.7 passes), weight decay tuned with the learning rate: per optimizer one
     # learning-rate search per kappa (0 and 3 values over 2 decades), then 3 seeds (which
-    # vary the initialization and the batch order) at the best setting. Sized for one CPU
-    # core in about 80 minutes (estimated from a timed short run, 2026-12-02); medium
-    # first, so that an interrupted run has the larger model done.
-    "full": dict(sizes=("medium", "small"), steps=3000, warmup=300, batch_size=16,
-                 context=32, train_chars=0, eval_every=150, eval_batches=32,
+    # vary the initialization and the batch order) at the best setting. Sized for about
+    # 50 minutes of one idle CPU core (estimated from a timed short run, 2026-12-02);
+    # medium first, so that an interrupted run has the larger model done.
+    "full": dict(sizes=("medium", "small"), steps=2000, warmup=200, batch_size=16,
+                 context=32, train_chars=0, eval_every=100, eval_batches=32,
                  seeds=(0, 1, 2), kappa=(0.0, 1e-4, 1e-3, 1e-2), jobs=1),
     # an accelerator
     "scale": dict(sizes=("medium", "large"), steps=5000, warmup=500, batch_size=64,
