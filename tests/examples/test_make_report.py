@@ -122,7 +122,7 @@ def test_char_lm_section_with_a_joint_kappa_grid(tmp_path, monkeypatch):
   path = tmp_path / "r.json"
   char_lm.main(["--quick", "--kappa", "0", "1e-4", "1e-3", "1e-2", "--out", str(path)])
   record = json.loads(path.read_text())
-  text, claims = report.char_lm_section(record, plots=None)
+  text, claims = report.char_lm_section(record, plots=False)  # figures built, not saved
   assert "weight decay tuned jointly with the learning rate" in text
   assert "| tiny | novograd | 0.316 | yes | 0.001 |" in text
   assert "The joint grid" in text and "| tiny | adamw | 0.01 |" in text
