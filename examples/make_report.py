@@ -63,6 +63,14 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
   return "\n".join(lines)
 
 
+def _cores(machine: dict, shared: str = "") -> str:
+  """``"2 CPU cores"``, or ``"1 of 2 CPU cores"`` when the run was pinned to fewer."""
+  count, used = machine.get("cpu_count"), machine.get("cpus_available")
+  if used is not None and count is not None and used < count:
+    return f"{used} of {count} {shared}CPU cores"
+  return f"{count} {shared}CPU cores"
+
+
 def provenance(record: dict) -> str:
   env = record["environment"]
   m = env["machine"]
@@ -70,9 +78,9 @@ def provenance(record: dict) -> str:
   minutes = record.get("wall_seconds")
   took = f", ran {minutes / 60:.1f} min" if minutes is not None else ""
   return (f"*{record['configuration']} configuration.* Command: `{record['command']}`; "
-          f"{env['date']}, {m.get('system')} {m.get('machine')}, {m.get('cpu_count')} CPU "
-          f"cores, JAX backend {m.get('jax_backend')}{took} (a shared machine: run times "
-          f"are indicative only); {versions}.")
+          f"{env['date']}, {m.get('system')} {m.get('machine')}, {_cores(m)}, JAX backend "
+          f"{m.get('jax_backend')}{took} (a shared machine: run times are indicative only); "
+          f"{versions}.")
 
 
 # Every verdict word on the page follows from the data by one of these rules, printed
@@ -788,7 +796,7 @@ def build(records: dict[str, dict], plots: Optional[bool]) -> tuple[str, str]:
   runs = [f"- `{r['command']}` ({r['configuration']} configuration): "
           + (("n/a" if not r.get("wall_seconds") else f"{r['wall_seconds']:.0f} s"
               if r["wall_seconds"] < 120 else f"{r['wall_seconds'] / 60:.0f} min"))
-          + f" on {r['environment']['machine'].get('cpu_count')} shared CPU cores, "
+          + f" on {_cores(r['environment']['machine'], 'shared ')}, "
           + r["environment"]["date"][:10] for r in used]
   vt = "\n".join([
       verdict_table(claims), "",

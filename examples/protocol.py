@@ -395,7 +395,11 @@ def environment() -> dict[str, Any]:
     except importlib.metadata.PackageNotFoundError:
       pass
   machine = {"system": platform.system(), "machine": platform.machine(),
-             "processor": platform.processor() or None, "cpu_count": os.cpu_count()}
+             "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
+             # the cores this process could run on (fewer when pinned) and XLA's flags
+             "cpus_available": (len(os.sched_getaffinity(0))
+                                if hasattr(os, "sched_getaffinity") else None),
+             "xla_flags": os.environ.get("XLA_FLAGS") or None}
   try:
     import jax
 

@@ -173,3 +173,4 @@ def test_quick_cli_tunes_kappa_jointly_with_the_learning_rate(tmp_path, monkeypa
   assert record["config"]["kappa"] == kappas and record["config"]["seeds"] == [0, 1, 2]
   assert record["config"]["lr_grids"]["adamw"][2] == pytest.approx(3e-3)
   assert set(record["environment"]["git"]) == {"commit", "dirty"}
+  assert record["environment"]["machine"]["cpus_available"] >= 1
