@@ -53,6 +53,7 @@ import multiprocessing
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from typing import Any, Callable, Optional, Sequence
 
@@ -362,8 +363,31 @@ def compare(results: Sequence[dict], a: str, b: str, key: str, higher_is_better:
 # ---------------------------------------------------------------------------- results
 
 
+def git_state(folder: Optional[str] = None) -> dict[str, Any]:
+  """``{"commit", "dirty"}`` of the checkout holding ``folder`` (default: this file's);
+  ``None`` values outside a git checkout. ``dirty``: tracked files differ from the
+  commit."""
+  folder = folder or os.path.dirname(os.path.abspath(__file__))
+
+  def git(*args):
+    return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True,
+                          timeout=30, check=True).stdout.strip()
+
+  try:
+    return {"commit": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+  except (OSError, subprocess.SubprocessError):
+    return {"commit": None, "dirty": None}
+
+
+# Taken when the experiment starts (this module is imported by it), so a results file
+# names the code that ran even if the checkout moves on during a long run.
+GIT_AT_START = git_state()
+
+
 def environment() -> dict[str, Any]:
-  """Machine, date and library versions for a results file."""
+  """Machine, date, library versions and the git commit (at the start of the run) for
+  a results file."""
   versions = {"python": platform.python_version()}
   for package in ("jax", "jaxlib", "optax", "flax", "numpy", "novograd-optax", "mnist1d",
                   "scikit-learn"):
@@ -372,7 +396,11 @@ def environment() -> dict[str, Any]:
     except importlib.metadata.PackageNotFoundError:
       pass
   machine = {"system": platform.system(), "machine": platform.machine(),
-             "processor": platform.processor() or None, "cpu_count": os.cpu_count()}
+             "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
+             # the cores this process could run on (fewer when pinned) and XLA's flags
+             "cpus_available": (len(os.sched_getaffinity(0))
+                                if hasattr(os, "sched_getaffinity") else None),
+             "xla_flags": os.environ.get("XLA_FLAGS") or None}
   try:
     import jax
 
@@ -381,7 +409,7 @@ def environment() -> dict[str, Any]:
   except Exception:  # noqa: BLE001 - the record stays useful without it
     pass
   return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-          "machine": machine, "versions": versions}
+          "machine": machine, "versions": versions, "git": dict(GIT_AT_START)}
 
 
 def command_line(argv: Optional[Sequence[str]] = None) -> str:
@@ -409,8 +437,10 @@ def write_results(path: str, experiment: str, configuration: str, config: dict,
                   payload: dict, *, argv: Optional[Sequence[str]] = None,
                   seconds: Optional[float] = None) -> dict:
   """Writes ``{experiment, configuration, config, command, wall_seconds, environment,
-  **payload}`` to ``path`` (folders created) and returns it. ``configuration`` is
-  ``"full"``, ``"reduced"`` or ``"quick"``, printed with every table made from it."""
+  **payload}`` to ``path`` (folders created) and returns it. ``environment`` holds the
+  machine, date, versions and git commit; ``config`` should hold the seeds and grids.
+  ``configuration`` is ``"full"``, ``"reduced"`` or ``"quick"``, printed with every table
+  made from it."""
   if configuration not in ("full", "reduced", "quick", "scale", "main"):
     raise ValueError(
         f"configuration must be full/reduced/quick/scale/main, got {configuration!r}")

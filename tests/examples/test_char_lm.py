@@ -132,3 +132,45 @@ def test_a_rerun_with_a_cache_reads_every_training_call_back(tmp_path, monkeypat
   assert second["results"] == first["results"]
   char_lm.main([*argv, "--no-cache", "--out", str(tmp_path / "c.json")])
   assert len(calls) == 2 * trained
+
+
+def fake_kappa_grid(optimum_kappa):
+  """A ``train_grid`` whose validation loss is lowest at NovoGrad lr 0.3 / AdamW lr 0.01
+  and at ``optimum_kappa[name]``; the training loss is 0.1 below it."""
+  optimum = {"novograd": 0.3, "adamw": 0.01}
+
+  def fake(name, lrs, *, seed, kappa, **kwargs):
+    out = []
+    for lr in lrs:
+      v = (2.0 + (np.log10(lr) - np.log10(optimum[name])) ** 2
+           + abs(kappa - optimum_kappa[name]) + 0.001 * seed)
+      out.append({"train_loss": v - 0.1, "valid_loss": v, "test_loss": v, "gap": 0.1,
+                  "curve_step": [1, 2], "curve_train": [v + 1, v - 0.1],
+                  "curve_valid": [v + 1, v]})
+    return out
+
+  return fake
+
+
+def test_quick_cli_tunes_kappa_jointly_with_the_learning_rate(tmp_path, monkeypatch):
+  kappas = [0.0, 1e-4, 1e-3, 1e-2]
+  monkeypatch.setattr(char_lm, "train_grid",
+                      fake_kappa_grid({"novograd": 1e-3, "adamw": 1e-4}))
+  path = tmp_path / "r.json"
+  char_lm.main(["--quick", "--kappa", *map(str, kappas), "--out", str(path)])
+  import json
+
+  record = json.loads(path.read_text())
+  by_name = {r["name"].split("/")[0]: r for r in record["results"]}
+  # one learning-rate search per kappa, the same grid of kappas for both optimizers
+  for r in by_name.values():
+    assert [s["weight_decay"] for s in r["searches"]] == kappas
+    assert all(len(s["points"]) >= 5 for s in r["searches"])
+  assert by_name["novograd"]["weight_decay"] == 1e-3
+  assert by_name["adamw"]["weight_decay"] == 1e-4
+  assert by_name["novograd"]["best_lr"] == pytest.approx(0.1 * 10 ** 0.5)
+  # the record names the code, seeds and grids it came from
+  assert record["config"]["kappa"] == kappas and record["config"]["seeds"] == [0, 1, 2]
+  assert record["config"]["lr_grids"]["adamw"][2] == pytest.approx(3e-3)
+  assert set(record["environment"]["git"]) == {"commit", "dirty"}
+  assert record["environment"]["machine"]["cpus_available"] >= 1

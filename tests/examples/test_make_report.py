@@ -88,3 +88,43 @@ def test_only_the_claims_of_the_optimizers_run_are_stated():
   assert "Claim: SNGM allows larger batches" in text and "NovoGrad holds" not in text
   assert "only the optimizers lars, sgd, sngm" in text
   assert [c["claim"].split(":")[0] for c in claims] == ["SNGM"]
+
+
+def test_on_par_and_share_rules():
+  assert report.parity_word({"sgd": "tie", "adamw": "wins"}) == "holds (on par or better)"
+  assert report.parity_word({"sgd": "loses", "adamw": "tie"}) == "partly (loses vs sgd)"
+  assert report.parity_word({"sgd": "loses"}).startswith("fails")
+  full = {"flat": 1.0, "runs": 300}
+  assert report.share_standing(full, [{"flat": 1.0, "runs": 300}]) == "tied"
+  assert report.share_standing(full, [{"flat": 0.8, "runs": 300}]) == "highest"
+  # 0.73 vs 0.82 over 384 runs each is about 3 standard errors: below
+  assert report.share_standing({"flat": 0.73, "runs": 384},
+                               [{"flat": 0.82, "runs": 384}]) == "below"
+  assert report.share_standing({"flat": 0.80, "runs": 384},
+                               [{"flat": 0.82, "runs": 384}]) == "tied"
+
+
+def test_rules_are_stated_once_on_the_page():
+  page, _ = report.build(report.load_results(), plots=None)
+  assert page.count("## How verdicts are worded") == 1
+  assert "Multiplicity" in page
+  assert "(not at small lr and wd)" not in page
+
+
+def test_char_lm_section_with_a_joint_kappa_grid(tmp_path, monkeypatch):
+  import json
+
+  sys.path.insert(0, str(PATH.parents[1] / "tests" / "examples"))
+  from test_char_lm import char_lm, fake_kappa_grid
+
+  monkeypatch.setattr(char_lm, "train_grid",
+                      fake_kappa_grid({"novograd": 1e-3, "adamw": 1e-4}))
+  path = tmp_path / "r.json"
+  char_lm.main(["--quick", "--kappa", "0", "1e-4", "1e-3", "1e-2", "--out", str(path)])
+  record = json.loads(path.read_text())
+  text, claims = report.char_lm_section(record, plots=False)  # figures built, not saved
+  assert "weight decay tuned jointly with the learning rate" in text
+  assert "| tiny | novograd | 0.316 | yes | 0.001 |" in text
+  assert "The joint grid" in text and "| tiny | adamw | 0.01 |" in text
+  assert "train_loss" in text
+  assert "lr × weight decay tuned" in claims[0]["setup"]
