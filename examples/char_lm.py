@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import sys
 import time
@@ -58,9 +59,14 @@ from flax import nnx
 from novograd_optax import novograd
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-  sys.path.insert(0, _HERE)
-import protocol  # noqa: E402
+# The shared tuning protocol, loaded by path rather than by putting this folder on
+# sys.path: there, examples/mnist1d.py would shadow the mnist1d package for every later
+# import in the process (a test worker, a notebook).
+if "protocol" not in sys.modules:
+  _spec = importlib.util.spec_from_file_location("protocol", os.path.join(_HERE, "protocol.py"))
+  sys.modules["protocol"] = importlib.util.module_from_spec(_spec)
+  _spec.loader.exec_module(sys.modules["protocol"])
+protocol = sys.modules["protocol"]
 
 CORPUS = os.path.join(_HERE, "data", "pydoc_topics.txt")
 CORPUS_SHA256 = "71f2ff5d99bdc1f9c48c5c2353ad138201c5ca1c377e0226857ef8fa89b8bcee"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import json
 import math
 import os
@@ -22,9 +23,14 @@ import sys
 from typing import Any, Optional
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-  sys.path.insert(0, _HERE)
-import protocol  # noqa: E402
+# The shared tuning protocol, loaded by path rather than by putting this folder on
+# sys.path: there, examples/mnist1d.py would shadow the mnist1d package for every later
+# import in the process (a test worker, a notebook).
+if "protocol" not in sys.modules:
+  _spec = importlib.util.spec_from_file_location("protocol", os.path.join(_HERE, "protocol.py"))
+  sys.modules["protocol"] = importlib.util.module_from_spec(_spec)
+  _spec.loader.exec_module(sys.modules["protocol"])
+protocol = sys.modules["protocol"]
 
 ROOT = os.path.dirname(_HERE)
 RESULTS = os.path.join(ROOT, "results")
