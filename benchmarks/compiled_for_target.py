@@ -65,7 +65,7 @@ from benchmarks.trees import (  # noqa: E402
     SGD_M,
     TREES,
     Tree,
-    _is_shape,
+    is_shape,
     layer_groups,
 )
 
@@ -184,7 +184,7 @@ def compile_step(tx: optax.GradientTransformation, tree: Tree, target: Target) -
   from shapes alone; returns the compiled executable and the compile time."""
   params = jax.tree.map(
       lambda s: jax.ShapeDtypeStruct(s, jnp.float32, sharding=target.shard(s)),
-      tree.shapes, is_leaf=_is_shape)
+      tree.shapes, is_leaf=is_shape)
   state = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=target.shard(a.shape)),
       jax.eval_shape(tx.init, params))
@@ -243,9 +243,9 @@ def targets(result: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 def measure_tree(name: str, tree: Tree, keys: Sequence[str], target: Target,
                  log: Callable[[str], None]) -> dict[str, Any]:
-  shapes = jax.tree.leaves(tree.shapes, is_leaf=_is_shape)
+  shapes = jax.tree.leaves(tree.shapes, is_leaf=is_shape)
   template = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s, jnp.float32), tree.shapes,
-                          is_leaf=_is_shape)
+                          is_leaf=is_shape)
   layers, groups = layer_groups(tree, template)
   rows = []
   for key in keys:

@@ -24,18 +24,7 @@ def kernel_ops(hlo_text: str) -> dict[str, int]:
   """The kinds of the instructions of the optimized entry computation that launch
   work: fusions and unfused ops (parameters, tuples, bitcasts and constants move
   nothing). A ``while`` (the in-loop program) counts as one."""
-  entry = hlo_text[hlo_text.index("\nENTRY"):]
-  entry = entry[:entry.index("\n}")]
-  kinds: collections.Counter[str] = collections.Counter()
-  for line in entry.splitlines()[1:]:
-    match = re.search(r"= \S+(?: \S+)*? ([a-z\-]+)\(", line)
-    if match and match.group(1) not in _FREE_OPS:
-      kind = match.group(1)
-      if kind == "fusion":
-        fusion_kind = re.search(r"kind=k(\w+)", line)
-        kind = f"fusion:{fusion_kind.group(1).lower()}" if fusion_kind else kind
-      kinds[kind] += 1
-  return dict(sorted(kinds.items()))
+  return dict(sorted(_launch_kinds(computations(hlo_text)["ENTRY"]).items()))
 
 
 def count_kernels(hlo_text: str) -> int:
@@ -58,8 +47,9 @@ _COLLECTIVES = {
     "all-to-all": "all-to-all", "ragged-all-to-all": "all-to-all",
     "collective-broadcast": "collective-broadcast",
 }
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (.*?) ([a-z][a-z0-9\-]*)\((.*)$")
-_HEADER = re.compile(r"^(ENTRY )?%(\S+) \(.*\{\s*$")
+# Names carry a "%" in XLA's text; the hand-written modules of the tests may omit it.
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?(\S+) = (.*?) ([a-z][a-z0-9\-]*)\((.*)$")
+_HEADER = re.compile(r"^(ENTRY )?%?(\S+) \(.*\{\s*$")
 
 
 def computations(hlo_text: str) -> dict[str, list[str]]:

@@ -40,7 +40,7 @@ class Tree:
   layer_axes: Any = None
 
 
-def _is_shape(x: Any) -> bool:
+def is_shape(x: Any) -> bool:
   return isinstance(x, tuple) and all(isinstance(d, int) for d in x)
 
 
@@ -63,7 +63,7 @@ def gpt2_tree(vocab: int = 50257, context: int = 1024, d: int = 768) -> Tree:
 
 
 def scanned_gpt2_tree(vocab: int = 50257, context: int = 1024, d: int = 768) -> Tree:
-  stacked = jax.tree.map(lambda s: (12,) + s, gpt2_block_shapes(d), is_leaf=_is_shape)
+  stacked = jax.tree.map(lambda s: (12,) + s, gpt2_block_shapes(d), is_leaf=is_shape)
   shapes = {"wte": (vocab, d), "wpe": (context, d),
             "ln_f": {"scale": (d,), "bias": (d,)}, "blocks": stacked}
   # A pytree prefix of the params: axis 0 of every stacked leaf indexes layers.
@@ -119,7 +119,7 @@ def scaled(tree: Tree, scale: float) -> Tree:
   def shrink(shape):
     return shape[:-1] + (max(1, round(shape[-1] * scale)),) if shape else shape
 
-  return Tree(jax.tree.map(shrink, tree.shapes, is_leaf=_is_shape), tree.layer_axes)
+  return Tree(jax.tree.map(shrink, tree.shapes, is_leaf=is_shape), tree.layer_axes)
 
 
 OPTIMIZERS: dict[str, tuple[str, Callable[[Tree], optax.GradientTransformation]]] = {
@@ -153,7 +153,7 @@ def layer_groups(tree: Tree, params: Any) -> tuple[int, int]:
 
 
 def random_tree(shapes: Any, seed: int) -> Any:
-  leaves, treedef = jax.tree.flatten(shapes, is_leaf=_is_shape)
+  leaves, treedef = jax.tree.flatten(shapes, is_leaf=is_shape)
   keys = jax.random.split(jax.random.key(seed), len(leaves))
   return treedef.unflatten(
       [jax.random.normal(k, s, jnp.float32) for k, s in zip(keys, leaves, strict=True)])
