@@ -67,6 +67,7 @@ from benchmarks.trees import (  # noqa: E402
     Tree,
     is_shape,
     layer_groups,
+    merged,
 )
 
 # The properties of an H100 SXM 80GB that XLA's GPU cost models read, in the text form
@@ -338,11 +339,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       for tree in earlier["trees"]:  # each tree keeps the command that compiled it
         tree.setdefault("command", earlier["command"])
         tree.setdefault("date", earlier["date"])
-      compiled_now = {t["tree"] for t in report["trees"]}
-      order = {name: i for i, name in enumerate(TREES)}
-      report["trees"] = sorted(
-          [t for t in earlier["trees"] if t["tree"] not in compiled_now] + report["trees"],
-          key=lambda t: order.get(t["tree"], len(order)))
+      report["trees"] = merged(earlier["trees"], report["trees"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1) + "\n")
   print(report_lib.compiled_summary(report))

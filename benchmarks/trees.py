@@ -157,3 +157,12 @@ def random_tree(shapes: Any, seed: int) -> Any:
   keys = jax.random.split(jax.random.key(seed), len(leaves))
   return treedef.unflatten(
       [jax.random.normal(k, s, jnp.float32) for k, s in zip(keys, leaves, strict=True)])
+
+
+def merged(earlier: list[dict[str, Any]], now: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """The per-tree results of a report written with ``--append``: those of ``earlier`` not
+  measured ``now``, then ``now``'s, in the order of :data:`TREES`."""
+  measured = {t["tree"] for t in now}
+  order = {name: i for i, name in enumerate(TREES)}
+  return sorted([t for t in earlier if t["tree"] not in measured] + now,
+                key=lambda t: order.get(t["tree"], len(order)))

@@ -74,6 +74,7 @@ from benchmarks.trees import (
   TREES,
   Tree,
   layer_groups,
+  merged,
   random_tree,
   scaled,
   tree_bytes,
@@ -404,11 +405,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.append and path.exists():
       # Read only now: another run may have appended to the file meanwhile.
       earlier = json.loads(path.read_text())
-      measured = {t["tree"] for t in report["trees"]}
-      order = {n: i for i, n in enumerate(TREES)}
-      report["trees"] = sorted(
-          [t for t in earlier["trees"] if t["tree"] not in measured] + report["trees"],
-          key=lambda t: order.get(t["tree"], len(order)))
+      report["trees"] = merged(earlier["trees"], report["trees"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1) + "\n")
   print(report_lib.summary(report))

@@ -225,3 +225,10 @@ def test_performance_page_is_generated_from_the_committed_report():
       "docs/performance.md is stale: run python -m benchmarks.report"
       " results/benchmarks/cpu.json docs/performance.md --compiled "
       + " ".join(f"results/benchmarks/{name}" for name in compiled_files))
+
+
+def test_append_keeps_the_other_trees_in_tree_order():
+  earlier = [{"tree": "gpt2", "run": 1}, {"tree": "deep", "run": 1}]
+  now = [{"tree": "tiny", "run": 2}, {"tree": "gpt2", "run": 2}]
+  assert trees.merged(earlier, now) == [
+      {"tree": "gpt2", "run": 2}, {"tree": "deep", "run": 1}, {"tree": "tiny", "run": 2}]
