@@ -68,6 +68,7 @@ from benchmarks.trees import (  # noqa: E402
     is_shape,
     layer_groups,
     merged,
+    parse_names,
 )
 
 # The properties of an H100 SXM 80GB that XLA's GPU cost models read, in the text form
@@ -292,15 +293,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help="keep the other trees of an existing --out report of the same"
                            " target, replacing those compiled now")
   args = parser.parse_args(argv)
-  args.trees = args.trees.split(",")
-  for t in args.trees:
-    if t not in TREES:
-      parser.error(f"--trees: unknown tree {t!r}; choose from {', '.join(TREES)}")
-  chosen = args.optimizers.split(",")
-  for o in chosen:
-    if o not in OPTIMIZERS:
-      parser.error(f"--optimizers: unknown optimizer {o!r}; choose from {', '.join(OPTIMIZERS)}")
-  args.optimizers = [k for k in OPTIMIZERS if k in chosen or k == SGD_M]
+  args.trees, args.optimizers = parse_names(parser, args.trees, args.optimizers, (SGD_M,))
   return args
 
 

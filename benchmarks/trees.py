@@ -16,6 +16,7 @@ Every optimizer runs with its library's defaults besides the learning rate.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 from collections.abc import Callable
@@ -166,3 +167,19 @@ def merged(earlier: list[dict[str, Any]], now: list[dict[str, Any]]) -> list[dic
   order = {name: i for i, name in enumerate(TREES)}
   return sorted([t for t in earlier if t["tree"] not in measured] + now,
                 key=lambda t: order.get(t["tree"], len(order)))
+
+
+def parse_names(parser: argparse.ArgumentParser, trees: str, optimizers: str,
+                always: tuple[str, ...]) -> tuple[list[str], list[str]]:
+  """The comma-separated ``--trees`` and ``--optimizers`` of a benchmark's command line,
+  checked against :data:`TREES` and :data:`OPTIMIZERS` (a ``parser.error`` names an
+  unknown one); the optimizers in ``OPTIMIZERS`` order, with ``always`` added."""
+  tree_names = trees.split(",")
+  for t in tree_names:
+    if t not in TREES:
+      parser.error(f"--trees: unknown tree {t!r}; choose from {', '.join(TREES)}")
+  chosen = optimizers.split(",")
+  for o in chosen:
+    if o not in OPTIMIZERS:
+      parser.error(f"--optimizers: unknown optimizer {o!r}; choose from {', '.join(OPTIMIZERS)}")
+  return tree_names, [k for k in OPTIMIZERS if k in chosen or k in always]

@@ -75,6 +75,7 @@ from benchmarks.trees import (
   Tree,
   layer_groups,
   merged,
+  parse_names,
   random_tree,
   scaled,
   tree_bytes,
@@ -354,15 +355,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   if "--quick" in (sys.argv[1:] if argv is None else argv):
     parser.set_defaults(**QUICK)  # explicit flags still win
   args = parser.parse_args(argv)
-  args.trees = args.trees.split(",")
-  for t in args.trees:
-    if t not in TREES:
-      parser.error(f"--trees: unknown tree {t!r}; choose from {', '.join(TREES)}")
-  chosen = args.optimizers.split(",")
-  for o in chosen:
-    if o not in OPTIMIZERS:
-      parser.error(f"--optimizers: unknown optimizer {o!r}; choose from {', '.join(OPTIMIZERS)}")
-  args.optimizers = [k for k in OPTIMIZERS if k in chosen or k in REFERENCES]
+  args.trees, args.optimizers = parse_names(parser, args.trees, args.optimizers, REFERENCES)
   if min(args.repeats, args.loop_steps, args.dispatch_steps, args.compile_repeats) < 1:
     parser.error("--repeats, --loop-steps, --dispatch-steps and --compile-repeats must be >= 1")
   if args.scale <= 0:

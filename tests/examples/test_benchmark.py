@@ -212,6 +212,11 @@ def test_rejects_unknown_names():
     update_step.main(["--trees", "vgg"])
   with pytest.raises(SystemExit):
     update_step.main(["--optimizers", "adam"])
+  for argv in (["--trees", "vgg"], ["--optimizers", "adam"]):
+    with pytest.raises(SystemExit):
+      compiled_for_target.parse_args(argv)
+  args = compiled_for_target.parse_args(["--trees", "tiny", "--optimizers", "adamw"])
+  assert (args.trees, args.optimizers) == (["tiny"], ["adamw", "sgd_momentum"])
 
 
 
