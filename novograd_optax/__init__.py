@@ -10,10 +10,10 @@ Where code lives, one rule:
 * ``_src/<transformation>.py``: the new math, one transformation and its state per
   module (``layerwise_norm``, ``norm_average``, ``global_norm``, ``trust_ratio``,
   ``projection``).
-* ``_src/layers.py``, ``_src/layer_layout.py``, ``_src/wrappers.py``,
-  ``_src/validation.py``: what they share (what a layer is and its norm; how per-layer
-  values are laid out for the platform a step is compiled for; wrappers that change no
-  math; argument checks).
+* ``_src/layers.py``, ``_src/layer_moments.py``, ``_src/layer_layout.py``,
+  ``_src/wrappers.py``, ``_src/validation.py``: what they share (what a layer is and its
+  norm; how per-layer moments are stored and updated, one vector per dtype; wrappers that
+  change no math; argument checks).
 * ``_src/flax_metadata.py``: layer layouts read from Flax's partitioning metadata
   (Flax stays optional: nothing here imports it).
 """
@@ -22,6 +22,7 @@ from novograd_optax import presets  # noqa: F401  (a documented submodule)
 from novograd_optax._src.alias import adamp, novograd, sgdp, sngm
 from novograd_optax._src.flax_metadata import layer_axes_from_flax
 from novograd_optax._src.global_norm import normalize_by_global_norm
+from novograd_optax._src.layer_moments import LayerMoments
 from novograd_optax._src.layers import decay_mask
 from novograd_optax._src.layerwise_norm import (
     ScaleByLayerwiseNormState,
@@ -50,6 +51,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "ClipByLayerwiseTrustRatioState",
+    "LayerMoments",
     "LayerwiseStatistics",
     "NormalizeByNormAverageState",
     "ProjectScaleInvariantState",

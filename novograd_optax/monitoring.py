@@ -7,7 +7,6 @@ norm (the exact last norm with ``b2=0``) that comes for free with every step.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -15,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from novograd_optax._src import flax_metadata
+from novograd_optax._src.layer_moments import LayerMoments
 from novograd_optax._src.layerwise_norm import ScaleByLayerwiseNormState
 
 __all__ = ["LayerwiseStatistics", "flatten_for_logging", "layerwise_statistics"]
@@ -27,23 +28,6 @@ class LayerwiseStatistics(NamedTuple):
 
   second_moment: Any
   gradient_norm: Any
-
-
-def _unwrap_variables(tree: Any) -> Any:
-  """Replaces Flax NNX ``Variable`` leaves (``nnx.Optimizer`` wraps every array of
-  its state in one) by their arrays, so that paths name the layers, without a
-  trailing ``.value``. Flax is not a dependency: without it nothing is wrapped."""
-  nnx = sys.modules.get("flax.nnx")
-  variable_type = getattr(nnx, "Variable", None)
-  if variable_type is None:
-    return tree
-
-  def value(x):
-    return x.get_value() if hasattr(x, "get_value") else x.value
-
-  return jax.tree.map(
-      lambda x: value(x) if isinstance(x, variable_type) else x, tree,
-      is_leaf=lambda x: isinstance(x, variable_type))
 
 
 # ``nnx.state(optimizer)`` turns every NamedTuple of the optax state into a mapping
@@ -82,8 +66,9 @@ def layerwise_statistics(opt_state: Any) -> LayerwiseStatistics:
 
   ``opt_state`` may be an optax state (also inside ``optax.chain``,
   ``inject_hyperparams``, ``MultiSteps`` or ``masked`` states), a Flax
-  ``nnx.Optimizer``, its ``opt_state``, or ``nnx.state(optimizer)``; NNX
-  variables are unwrapped to their arrays.
+  ``nnx.Optimizer`` or its ``opt_state``; NNX variables are unwrapped to their
+  arrays. (``nnx.state(optimizer)`` is refused: it stores the moments as
+  vectors without the layout that says which value is which layer's.)
 
   Example:
     >>> import jax.numpy as jnp
@@ -95,7 +80,8 @@ def layerwise_statistics(opt_state: Any) -> LayerwiseStatistics:
     5.0
 
   Raises:
-    ValueError: if ``opt_state`` holds no layer-wise norm state.
+    ValueError: if ``opt_state`` holds no layer-wise norm state, or only a
+      flattened one (``nnx.state(optimizer)``).
   """
   if not isinstance(opt_state, (tuple, list, Mapping)) and hasattr(opt_state, "opt_state"):
     opt_state = opt_state.opt_state  # an nnx.Optimizer
@@ -105,7 +91,13 @@ def layerwise_statistics(opt_state: Any) -> LayerwiseStatistics:
         "opt_state: no scale_by_layerwise_norm state found; pass the state of a"
         " novograd() (or a chain containing scale_by_layerwise_norm), an"
         " nnx.Optimizer or nnx.state(optimizer).")
-  nu = _unwrap_variables(found[0].nu)
+  nu = flax_metadata.unwrap_variables(found[0].nu)
+  if not isinstance(nu, LayerMoments):
+    # nnx.state(optimizer) keeps the moments' vectors but not which layer is where.
+    raise ValueError(
+        "opt_state: the layer-wise moments here have lost their layout (nnx.state"
+        " flattens it away); pass the nnx.Optimizer itself or optimizer.opt_state.")
+  nu = nu.per_layer()
   return LayerwiseStatistics(second_moment=nu, gradient_norm=jax.tree.map(jnp.sqrt, nu))
 
 
@@ -114,7 +106,7 @@ def flatten_for_logging(tree: Any, prefix: str = "") -> dict[str, Any]:
   layers (non-scalar moments) are split into one entry per layer index. Flax
   NNX variables are unwrapped, so no key ends in ``.value``."""
   flat = {}
-  for path, value in jax.tree_util.tree_leaves_with_path(_unwrap_variables(tree)):
+  for path, value in jax.tree_util.tree_leaves_with_path(flax_metadata.unwrap_variables(tree)):
     name = prefix + jax.tree_util.keystr(path)
     value = jnp.asarray(value)
     if value.ndim == 0:

@@ -30,6 +30,7 @@ from novograd_optax import (
     sgdp,
     sngm,
 )
+from novograd_optax._src.layer_moments import LayerMoments
 from novograd_optax._src.layerwise_norm import ScaleByLayerwiseNormState
 
 # A non-default delta: an alias that dropped the argument would fall back to 0.1.
@@ -806,7 +807,7 @@ def test_layerwise_norm_zero_gradient_layer_gives_zero(eps, eps_root, norm):
                              [[0.0, 0.0], [3.0 / (np.sqrt(v + eps_root) + eps),
                                            4.0 / (np.sqrt(v + eps_root) + eps)]], rtol=1e-6)
   np.testing.assert_array_equal(np.asarray(out["zero"]), np.zeros(3))
-  np.testing.assert_array_equal(np.asarray(state.nu["stack"]), [0.0, v])
+  np.testing.assert_array_equal(np.asarray(state.nu.per_layer()["stack"]), [0.0, v])
 
 
 @pytest.mark.parametrize("nu_init", ["first", "zero", "first_nonzero"])
@@ -856,7 +857,7 @@ def test_eps_zero_with_a_gradient_whose_square_underflows():
   grads = {"tiny": np.full(4, 1e-30, np.float32), "w": np.float32([3.0, 4.0])}
   tx = scale_by_layerwise_norm(b2=0.5, eps=0.0, eps_root=0.0)
   out, state = jax.jit(tx.update)(grads, tx.init(grads))
-  assert float(state.nu["tiny"]) == 0.0
+  assert float(state.nu.per_layer()["tiny"]) == 0.0
   np.testing.assert_array_equal(np.asarray(out["tiny"]), grads["tiny"])
   np.testing.assert_allclose(np.asarray(out["w"]), [0.6, 0.8], rtol=1e-6)
 
@@ -871,17 +872,18 @@ def test_infinite_moment_restarts_from_the_gradient(nu_init, amsgrad):
   tx = scale_by_layerwise_norm(b2=b2, eps=eps, nu_init=nu_init, amsgrad=amsgrad)
   state = tx.init(grads)
   nu = {"a": jnp.float32(jnp.inf), "b": jnp.float32(4.0)}
+  nu = LayerMoments.from_per_layer(nu)
   state = ScaleByLayerwiseNormState(count=jnp.asarray(3, jnp.int32), nu=nu,
-                                    nu_max=dict(nu) if amsgrad else None)
+                                    nu_max=nu if amsgrad else None)
   out, new_state = tx.update(grads, state)
   expected_nu = {"a": 25.0, "b": b2 * 4.0 + (1 - b2) * 9.0}
   for k, v in expected_nu.items():
-    np.testing.assert_allclose(float(new_state.nu[k]), v, rtol=1e-6)
+    np.testing.assert_allclose(float(new_state.nu.per_layer()[k]), v, rtol=1e-6)
     # v_hat: a restart of "a"; max(4, 6.5) for "b".
     denominator = np.sqrt(v) + eps
     np.testing.assert_allclose(np.asarray(out[k]), grads[k] / denominator, rtol=1e-6)
     if amsgrad:
-      np.testing.assert_allclose(float(new_state.nu_max[k]), v, rtol=1e-6)
+      np.testing.assert_allclose(float(new_state.nu_max.per_layer()[k]), v, rtol=1e-6)
 
 
 @pytest.mark.parametrize("nu_init", ["first", "zero", "first_nonzero"])
@@ -902,7 +904,7 @@ def test_moment_of_a_layer_whose_first_gradients_are_zero(nu_init):
       nu = squared
     else:
       nu = b2 * nu + (1 - b2) * squared
-    np.testing.assert_allclose(float(state.nu["w"]), nu, rtol=1e-6, err_msg=str(t))
+    np.testing.assert_allclose(float(state.nu.per_layer()["w"]), nu, rtol=1e-6, err_msg=str(t))
     np.testing.assert_allclose(np.asarray(out["w"]), np.float32(g) / (np.sqrt(nu) + eps),
                                rtol=1e-5, err_msg=str(t))
 
@@ -934,6 +936,6 @@ def test_novograd_with_zero_size_leaves(norm):
       w = w - lr * m
     np.testing.assert_allclose(np.asarray(p[k]), w, rtol=1e-5, atol=1e-6, err_msg=k)
   assert p["empty"].shape == (0, 3)
-  nu = state[0].nu
+  nu = state[0].nu.per_layer()
   np.testing.assert_array_equal(np.asarray(nu["stacked_empty"]), np.zeros(2))
   np.testing.assert_array_equal(np.asarray(nu["empty"]), 0.0)

@@ -137,7 +137,7 @@ def test_nnx_scanned_trains_like_unrolled(form):
   optimizer = train_nnx(scanned, nvg.novograd(
       0.05, layer_axes=layer_axes, weight_decay_mask=nvg.decay_mask(layer_axes), **OPTIONS))
   train_nnx(unrolled, nvg.novograd(0.05, weight_decay_mask=unrolled_mask, **OPTIONS))
-  nu = nnx.as_pure(optimizer.opt_state)[0].nu
+  nu = nnx.as_pure(optimizer.opt_state)[0].nu.per_layer()
   assert nu["blocks"]["dense"]["kernel"].shape == (NUM_LAYERS,)
   assert nu["head"]["kernel"].shape == ()
   assert_nnx_equal_to_unrolled(scanned, unrolled)
@@ -266,7 +266,7 @@ def test_linen_boxed_params_train_with_the_same_layout():
   boxed = LinenScanned().init(jax.random.key(0), x)["params"]
   layer_axes = nvg.layer_axes_from_flax(boxed, "layers")
   state = nvg.novograd(0.05, layer_axes=layer_axes).init(boxed)
-  assert state[0].nu["blocks"]["Dense_0"]["kernel"].value.shape == (NUM_LAYERS,)
+  assert state[0].nu.per_layer()["blocks"]["Dense_0"]["kernel"].value.shape == (NUM_LAYERS,)
 
 
 # --- decay_mask -----------------------------------------------------------------------

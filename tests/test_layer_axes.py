@@ -43,7 +43,7 @@ class LayerAxesTest(chex.TestCase):
     grads = [{"stack": jnp.asarray(g[0])} for g in grads]
     opt = novograd(0.05, layer_axes=0, **options)
     ours, state = run(opt, {"stack": jnp.asarray(stack)}, grads, self.variant(opt.update))
-    self.assertEqual(state[0].nu["stack"].shape, (4,))
+    self.assertEqual(state[0].nu.per_layer()["stack"].shape, (4,))
 
     separate = novograd(0.05, **options)
     expected, _ = run(separate, unstack(jnp.asarray(stack), (0,)),
@@ -68,14 +68,15 @@ class LayerAxesTest(chex.TestCase):
     grads = [jnp.asarray(g[0]) for g in grads]
     opt = scale_by_layerwise_norm(layer_axes=(2, 0))
     state = opt.init(jnp.asarray(stack))
-    self.assertEqual(state.nu.shape, (2, 4))
+    self.assertEqual(state.nu.per_layer().shape, (2, 4))
     separate = scale_by_layerwise_norm()
     separate_state = separate.init(unstack(jnp.asarray(stack), (0, 2)))
     for g in grads:
       out, state = opt.update(g, state)
       expected, separate_state = separate.update(unstack(g, (0, 2)), separate_state)
       chex.assert_trees_all_close(unstack(out, (0, 2)), expected, rtol=1e-6)
-    chex.assert_trees_all_close(list(state.nu.reshape(-1)), separate_state.nu, rtol=1e-6)
+    chex.assert_trees_all_close(list(state.nu.per_layer().reshape(-1)),
+                                separate_state.nu.per_layer(), rtol=1e-6)
 
   def test_pytree_prefix_and_callable(self):
     # In the order of jax.tree.leaves: blocks.kernel, head.bias, head.kernel.
@@ -93,8 +94,8 @@ class LayerAxesTest(chex.TestCase):
     for name, layer_axes in specs.items():
       opt = novograd(0.05, layer_axes=layer_axes)
       ours, state = run(opt, tree(params), [tree(g) for g in grads])
-      self.assertEqual(state[0].nu["blocks"]["kernel"].shape, (3,), name)
-      self.assertEqual(state[0].nu["head"]["kernel"].shape, (), name)
+      self.assertEqual(state[0].nu.per_layer()["blocks"]["kernel"].shape, (3,), name)
+      self.assertEqual(state[0].nu.per_layer()["head"]["kernel"].shape, (), name)
       for a, b in zip(jax.tree.leaves(ours), reference.params[-1], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=name)
 

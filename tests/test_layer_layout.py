@@ -1,18 +1,16 @@
-"""The per-layer values of a step are laid out per platform (per leaf on a CPU, stacked
-vectors on a GPU or TPU: ``_src/layer_layout.py``). Both layouts must give NovoGrad's
-numbers, and the state must be the same pytree either way, so a checkpoint written by
-an accelerator's step resumes on a CPU.
+"""The per-layer values of a step: the moments stored as one vector per dtype
+(``_src/layer_moments.py``) and updated on the squared norms of every leaf stacked
+(``_src/layer_layout.py``).
 
-The accelerator layout runs here, on the CPU, by choosing it in place of
-``for_platform``; both are checked against the NumPy transcription of the paper
-(``tests/reference/numpy_novograd.py``) and against each other up to round-off. That the
-layout really is chosen when the step is lowered for a GPU or TPU is checked in
-``tests/test_compiled_for_accelerators.py``.
+The step is checked against the NumPy transcription of the paper
+(``tests/reference/numpy_novograd.py``) on leaves of many shapes, stacked layers and two
+param dtypes; the stored vectors against the per-layer view users and monitoring read;
+an orbax checkpoint round trip against uninterrupted training. What the layout compiles
+to for a GPU or TPU is checked in ``tests/test_compiled_for_accelerators.py``.
 """
 
 from __future__ import annotations
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,13 +19,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from novograd_optax import novograd, scale_by_layerwise_norm
-from novograd_optax._src import layer_layout
+from novograd_optax._src.layer_moments import LayerMoments
 from tests.reference.numpy_novograd import numpy_novograd, random_problem
 
-LAYOUTS = {"per_leaf_on_cpu": layer_layout.per_leaf_on_cpu, "stacked": layer_layout.stacked}
-
-# Leaves of several shapes and two dtypes (two stacked groups), a stacked leaf with
-# layer_axes, a scalar leaf, and more than 8 leaves of one dtype (several CPU groups).
+# Leaves of several shapes and two dtypes, a stacked leaf with layer_axes, a scalar leaf.
 SHAPES = [(3, 4), (4,), (2, 3, 5), (), (7,), (2, 2), (5, 1), (6,), (3,), (4, 2), (1,)]
 LAYER_AXES = [None, None, 0, None, None, None, None, None, None, 1, None]
 DTYPES = [jnp.float32] * 8 + [jnp.bfloat16] * 3
@@ -38,13 +33,6 @@ OPTIONS = [
     dict(nu_init="zero", eps=0.0, eps_root=1e-3),
     dict(norm="linf", grad_averaging=True, weight_decay=1e-2),
 ]
-
-
-@pytest.fixture
-def use_layout(monkeypatch):
-  def choose(name):
-    monkeypatch.setattr(layer_layout, "for_platform", LAYOUTS[name])
-  return choose
 
 
 def _problem(num_steps=4):
@@ -62,13 +50,10 @@ def _train(opt, params, grads_per_step, state=None):
   return params, state
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o) or "defaults")
-def test_each_layout_follows_the_paper(use_layout, layout, options):
-  use_layout(layout)
+def test_the_stacked_step_follows_the_paper(options):
   params, grads = _problem()
-  opt_options = {k: v for k, v in options.items()}
-  opt = novograd(0.1, layer_axes=LAYER_AXES, **opt_options)
+  opt = novograd(0.1, layer_axes=LAYER_AXES, **options)
   final, state = _train(opt, params, grads)
   f64 = lambda xs: [np.asarray(x, np.float64) for x in xs]
   ref = numpy_novograd(f64(params), [f64(g) for g in grads], learning_rate=0.1,
@@ -76,82 +61,84 @@ def test_each_layout_follows_the_paper(use_layout, layout, options):
   for got, want, dtype in zip(final, ref.params[-1], DTYPES, strict=True):
     tol = 2e-2 if dtype == jnp.bfloat16 else 1e-5
     np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=tol, atol=tol)
-  for got, want in zip(state[0].nu, ref.nu[-1], strict=True):
+  for got, want in zip(state[0].nu.per_leaf(), ref.nu[-1], strict=True):
     np.testing.assert_allclose(np.asarray(got), want, rtol=2e-2, atol=1e-6)
 
 
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o) or "defaults")
-def test_layouts_agree_up_to_round_off_with_the_same_state_layout(use_layout, options):
-  params, grads = _problem(num_steps=6)
-  results = {}
-  for layout in LAYOUTS:
-    use_layout(layout)
-    opt = novograd(0.1, layer_axes=LAYER_AXES, **options)
-    results[layout] = _train(opt, params, grads)
-  (p_cpu, s_cpu), (p_acc, s_acc) = results.values()
-  chex.assert_trees_all_equal_structs(s_cpu, s_acc)
-  chex.assert_trees_all_equal_shapes_and_dtypes(s_cpu, s_acc)
-  # float32 leaves to a few ulps; bfloat16 weights to one bf16 rounding step.
-  for a, b, dtype in zip(p_cpu, p_acc, DTYPES, strict=True):
-    tol = 1e-2 if dtype == jnp.bfloat16 else 1e-6
-    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
-                               rtol=tol, atol=tol)
-  chex.assert_trees_all_close(s_cpu, s_acc, rtol=1e-6, atol=1e-7)
+def test_moments_are_one_vector_per_dtype_viewed_per_layer():
+  """The stored vectors hold each leaf's moments ravelled, in leaf order, grouped by
+  the moment's dtype; the view gives them back keyed like the params."""
+  moments = {"a": np.float32(1.0), "b": np.arange(2.0, 5.0, dtype=np.float32),
+             "c": np.float64(7.0), "d": np.float32([[5.0, 6.0]])}
+  with jax.enable_x64(True):
+    stored = LayerMoments.from_per_layer(jax.tree.map(jnp.asarray, moments))
+    assert stored.layout.dtypes == ("float32", "float64")
+    np.testing.assert_array_equal(stored.vectors[0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    np.testing.assert_array_equal(stored.vectors[1], [7.0])
+    view = stored.per_layer()
+    assert jax.tree.structure(view) == jax.tree.structure(moments)
+    for key, value in moments.items():
+      assert view[key].dtype == value.dtype and view[key].shape == np.shape(value), key
+      np.testing.assert_array_equal(view[key], value)
+    # A pytree whose leaves are the vectors, named by dtype (checkpoint paths).
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(stored)]
+    assert paths == ["['float32']", "['float64']"]
 
 
-def test_moment_restart_and_zero_layers_in_the_stacked_layout(use_layout):
+def test_a_stacked_leaf_with_another_number_of_layers_is_refused():
+  opt = scale_by_layerwise_norm(layer_axes=0)
+  state = opt.init({"stack": jnp.zeros((3, 2))})
+  with pytest.raises(ValueError, match=r"updates\['stack'\].*\(4,\).*\(3,\)"):
+    opt.update({"stack": jnp.ones((4, 2))}, state)
+
+
+def test_a_checkpoint_of_per_leaf_moments_converts():
+  """Releases up to 0.2.0 stored one array per leaf; from_per_layer converts such a
+  state, and training continues as if it had never been stored."""
+  params, grads = _problem(num_steps=4)
+  opt = novograd(0.05, b2=0.5, layer_axes=LAYER_AXES)
+  mid_params, mid_state = _train(opt, params, grads[:2])
+  old_nu = mid_state[0].nu.per_layer()  # what 0.2.0 kept
+  converted = (mid_state[0]._replace(nu=LayerMoments.from_per_layer(old_nu)),
+               *mid_state[1:])
+  resumed, _ = _train(opt, mid_params, grads[2:], converted)
+  uninterrupted, _ = _train(opt, params, grads)
+  jax.tree.map(np.testing.assert_array_equal, resumed, uninterrupted)
+
+
+def test_moment_restart_and_zero_layers_in_the_stacked_layout():
   """The per-layer special cases (an overflowed moment restarts; a zero layer with eps = 0
   gets a zero update, not NaN) hold elementwise on a stacked vector too."""
-  use_layout("stacked")
   opt = scale_by_layerwise_norm(b2=0.5, eps=0.0)
   params = {"a": jnp.zeros(3), "b": jnp.zeros(2), "c": jnp.zeros(2)}
   state = opt.init(params)
-  state = state._replace(nu={"a": jnp.float32(jnp.inf), "b": jnp.float32(4.0),
-                             "c": jnp.float32(0.0)}, count=jnp.int32(1))
+  state = state._replace(nu=LayerMoments.from_per_layer(
+      {"a": jnp.float32(jnp.inf), "b": jnp.float32(4.0), "c": jnp.float32(0.0)}),
+      count=jnp.int32(1))
   grads = {"a": jnp.array([3.0, 4.0, 0.0]), "b": jnp.array([0.0, 2.0]), "c": jnp.zeros(2)}
   updates, new = jax.jit(opt.update)(grads, state, params)
   # a: restart, v = ||g||^2 = 25; b: 0.5 * 4 + 0.5 * 4 = 4; c: v = 0, divided by 1.
-  np.testing.assert_allclose(new.nu["a"], 25.0)
-  np.testing.assert_allclose(new.nu["b"], 4.0)
+  np.testing.assert_allclose(new.nu.per_layer()["a"], 25.0)
+  np.testing.assert_allclose(new.nu.per_layer()["b"], 4.0)
   np.testing.assert_allclose(updates["a"], np.array([3.0, 4.0, 0.0]) / 5.0, rtol=1e-6)
   np.testing.assert_allclose(updates["b"], np.array([0.0, 1.0]), rtol=1e-6)
   np.testing.assert_array_equal(updates["c"], np.zeros(2))
 
 
-def test_checkpoint_of_the_accelerator_layout_resumes_with_the_cpu_layout(
-    use_layout, tmp_path):
-  """Train 3 steps with the accelerator's layout, save with orbax, restore into a fresh
-  process's structure and train 3 more steps with the CPU's layout: the same as 6 steps
-  with the CPU's layout, up to round-off."""
+def test_checkpoint_resumes(tmp_path):
+  """Train 3 steps, save with orbax, restore into a fresh structure and train 3 more:
+  the same as 6 steps uninterrupted (the state layout is the same on every platform,
+  so a checkpoint written on a TPU restores like this on a CPU)."""
   params, grads = _problem(num_steps=6)
   opt = novograd(0.05, b2=0.5, amsgrad=True, layer_axes=LAYER_AXES)
-  use_layout("stacked")
   mid_params, mid_state = _train(opt, params, grads[:3])
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(tmp_path / "step_3", {"params": mid_params, "opt_state": mid_state})
   checkpointer.wait_until_finished()
-  use_layout("per_leaf_on_cpu")
   target = jax.tree.map(ocp.utils.to_shape_dtype_struct,
                         {"params": params, "opt_state": opt.init(params)})
   restored = checkpointer.restore(tmp_path / "step_3", target)
   checkpointer.close()
   resumed, _ = _train(opt, restored["params"], grads[3:], restored["opt_state"])
   uninterrupted, _ = _train(opt, params, grads)
-  for a, b, dtype in zip(resumed, uninterrupted, DTYPES, strict=True):
-    tol = 1e-2 if dtype == jnp.bfloat16 else 1e-6
-    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
-                               rtol=tol, atol=tol)
-
-
-def test_for_platform_is_the_cpu_layout_on_cpu():
-  """On the CPU the lowered step is the per-leaf layout: the same numbers bit for bit."""
-  params, grads = _problem(num_steps=3)
-  opt = novograd(0.1, b2=0.5, layer_axes=LAYER_AXES)
-  chosen = _train(opt, params, grads)
-  original = layer_layout.for_platform
-  try:
-    layer_layout.for_platform = layer_layout.per_leaf_on_cpu
-    per_leaf = _train(opt, params, grads)
-  finally:
-    layer_layout.for_platform = original
-  chex.assert_trees_all_equal(chosen, per_leaf)
+  jax.tree.map(np.testing.assert_array_equal, resumed, uninterrupted)

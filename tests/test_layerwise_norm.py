@@ -68,8 +68,8 @@ class ScaleByLayerwiseNormTest(chex.TestCase):
             widen(ours), expected, rtol=OUTPUT_RTOL[dtype], atol=1e-7,
             err_msg=f"{variant} {dtype} step {step + 1} {name}")
         # The moment is float32 whatever the gradient dtype.
-        self.assertEqual(state.nu[name].dtype, jnp.float32)
-        np.testing.assert_allclose(state.nu[name], nu, rtol=2e-5, atol=0,
+        self.assertEqual(state.nu.per_layer()[name].dtype, jnp.float32)
+        np.testing.assert_allclose(state.nu.per_layer()[name], nu, rtol=2e-5, atol=0,
                                    err_msg=f"nu, step {step + 1} {name}")
     self.assertEqual(int(state.count), NUM_STEPS)
 
@@ -96,7 +96,7 @@ class ScaleByLayerwiseNormTest(chex.TestCase):
     out, state = self.variant(tx.update)(grads, state)
     self.assertEqual(out["w"].dtype, jnp.float16)
     self.assertTrue(bool(jnp.all(jnp.isfinite(out["w"]))))
-    np.testing.assert_allclose(state.nu["w"], 90000.0, rtol=1e-6)
+    np.testing.assert_allclose(state.nu.per_layer()["w"], 90000.0, rtol=1e-6)
     # g / ||g|| = 30 / 300.
     np.testing.assert_allclose(np.asarray(out["w"], np.float32), 0.1, rtol=1e-3)
 
@@ -117,8 +117,8 @@ class ScaleByLayerwiseNormTest(chex.TestCase):
     self.assertIsInstance(state, ScaleByLayerwiseNormState)
     self.assertIsNone(state.nu_max)  # no AMSGrad storage unless asked for.
     for name in params:
-      self.assertEqual(state.nu[name].shape, ())
-      self.assertEqual(state.nu[name].dtype, jnp.float32)
+      self.assertEqual(state.nu.per_layer()[name].shape, ())
+      self.assertEqual(state.nu.per_layer()[name].dtype, jnp.float32)
     self.assertEqual(state.count.dtype, jnp.int32)
     amsgrad_state = scale_by_layerwise_norm(amsgrad=True).init(params)
     chex.assert_trees_all_equal_shapes_and_dtypes(amsgrad_state.nu_max, state.nu)
@@ -128,7 +128,7 @@ class ScaleByLayerwiseNormTest(chex.TestCase):
     g = jnp.array([3 + 4j, 1j, -2.0], jnp.complex64)  # sum |g|^2 = 25 + 1 + 4 = 30.
     tx = scale_by_layerwise_norm(b2=0.0, eps=0.0)
     out, state = self.variant(tx.update)({"w": g}, tx.init({"w": g}))
-    np.testing.assert_allclose(state.nu["w"], 30.0, rtol=1e-6)
+    np.testing.assert_allclose(state.nu.per_layer()["w"], 30.0, rtol=1e-6)
     np.testing.assert_allclose(out["w"], np.asarray(g) / np.sqrt(30.0), rtol=1e-6)
 
   @chex.variants(with_jit=True, without_jit=True)
@@ -167,8 +167,8 @@ class ScaleByLayerwiseNormTest(chex.TestCase):
         if layer_axes[n] == 0:
           denominator = denominator.reshape((-1,) + (1,) * (g.ndim - 1))
         self.assertEqual(out[n].dtype, dtypes[n])
-        self.assertEqual(state.nu[n].shape, np.shape(nu[n]))
-        np.testing.assert_allclose(state.nu[n], nu[n], rtol=2e-6, err_msg=f"{n} {step}")
+        self.assertEqual(state.nu.per_layer()[n].shape, np.shape(nu[n]))
+        np.testing.assert_allclose(state.nu.per_layer()[n], nu[n], rtol=2e-6, err_msg=f"{n} {step}")
         np.testing.assert_allclose(
             np.asarray(out[n], np.float64), g / denominator,
             rtol=1e-2 if dtypes[n] == jnp.bfloat16 else 2e-6, err_msg=f"{n} {step}")
@@ -187,8 +187,8 @@ class ScaleByLayerwiseNormTest(chex.TestCase):
       grads = {"a": jnp.asarray(g32), "b": jnp.asarray(g64, jnp.float64)}
       tx = scale_by_layerwise_norm(b2=0.5, eps=eps)
       out, state = jax.jit(tx.update)(grads, tx.init(grads))
-      self.assertEqual(state.nu["a"].dtype, jnp.float32)
-      self.assertEqual(state.nu["b"].dtype, jnp.float64)
+      self.assertEqual(state.nu.per_layer()["a"].dtype, jnp.float32)
+      self.assertEqual(state.nu.per_layer()["b"].dtype, jnp.float64)
       self.assertEqual(out["b"].dtype, jnp.float64)
       expected32 = g32 * (np.float32(1.0) / (np.sqrt(np.float32(142.0)) + np.float32(eps)))
       in_float64 = np.float32(np.float64(g32) / (np.sqrt(142.0) + eps))

@@ -161,8 +161,9 @@ def test_flax_nnx_optimizer_and_its_states():
                    jax.tree_util.tree_leaves_with_path(expected)}
   assert expected_keys == {"['hidden']['bias']", "['hidden']['kernel']",
                            "['out']['bias']", "['out']['kernel']"}
-  for name, state in {"optimizer": optimizer, "opt_state": optimizer.opt_state,
-                      "nnx.state": nnx.state(optimizer)}.items():
+  with pytest.raises(ValueError, match=r"lost their layout.*optimizer\.opt_state"):
+    layerwise_statistics(nnx.state(optimizer))
+  for name, state in {"optimizer": optimizer, "opt_state": optimizer.opt_state}.items():
     stats = layerwise_statistics(state)
     flat = flatten_for_logging(stats.gradient_norm)
     assert set(flat) == expected_keys, name

@@ -224,7 +224,7 @@ def test_nan_gradient_without_wrapper_poisons_only_its_layer_forever():
   grads[1] = {**grads[1], "w": grads[1]["w"].at[0, 0].set(jnp.nan)}
   new_params, state = run(opt, params, grads)
   assert bool(jnp.all(jnp.isnan(new_params["w"])))
-  assert bool(jnp.isnan(state[0].nu["w"]))
+  assert bool(jnp.isnan(state[0].nu.per_layer()["w"]))
   others = lambda tree: {k: v for k, v in tree.items() if k != "w"}
   expected, _ = run(opt, others(params), [others(g) for g in grads])
   chex.assert_trees_all_close(others(new_params), expected, rtol=1e-6)

@@ -45,6 +45,23 @@ def _flax_box_types() -> tuple[type, ...]:
   return tuple(types)
 
 
+def unwrap_variables(tree: Any) -> Any:
+  """Replaces Flax NNX ``Variable`` leaves (``nnx.Optimizer`` wraps every array of
+  its state in one) by their arrays, so that paths name the layers, without a
+  trailing ``.value``. Flax is not a dependency: without it nothing is wrapped."""
+  nnx = sys.modules.get("flax.nnx")
+  variable_type = getattr(nnx, "Variable", None)
+  if variable_type is None:
+    return tree
+
+  def value(x):
+    return x.get_value() if hasattr(x, "get_value") else x.value
+
+  return jax.tree.map(
+      lambda x: value(x) if isinstance(x, variable_type) else x, tree,
+      is_leaf=lambda x: isinstance(x, variable_type))
+
+
 def _axis_names(node: Any, box_types: tuple[type, ...]) -> Any:
   """The per-axis names of a Flax box, or ``_NOT_ANNOTATED``."""
   if not (box_types and isinstance(node, box_types)):

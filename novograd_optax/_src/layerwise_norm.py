@@ -13,8 +13,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from novograd_optax._src import layer_layout, validation
+from novograd_optax._src import flax_metadata, layer_layout, validation
 from novograd_optax._src import layers as layers_lib
+from novograd_optax._src.layer_moments import LayerMoments
 
 Norm = Literal["l2", "linf"]
 MomentInit = Literal["first", "zero", "first_nonzero"]
@@ -28,15 +29,17 @@ class ScaleByLayerwiseNormState(NamedTuple):
   Attributes:
     count: number of updates applied so far (int32).
     nu: per-layer second moment :math:`v_t`, float32 (float64 for float64
-      grads), one value per layer: a scalar per leaf, or an array of the shape
-      of the leaf's ``layer_axes``.
+      params), one value per layer, stored as one vector per dtype
+      (:class:`LayerMoments`; a few kernels less per leaf on a GPU or TPU);
+      ``nu.per_layer()`` gives it keyed like the params: a scalar per leaf, or
+      an array of the shape of the leaf's ``layer_axes``.
     nu_max: the AMSGrad running maximum :math:`\hat v_t` (same layout as
       ``nu``) when ``amsgrad=True``; ``None`` (no storage) otherwise.
   """
 
   count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as in optax
-  nu: optax.Updates
-  nu_max: Optional[optax.Updates] = None
+  nu: LayerMoments
+  nu_max: Optional[LayerMoments] = None
 
 
 def scale_by_layerwise_norm(
@@ -113,12 +116,15 @@ def scale_by_layerwise_norm(
 
   def zero_moments(tree):
     layers = layers_lib.resolve_layer_axes(layer_axes, tree)
-    return jax.tree.map(
+    return LayerMoments.from_per_layer(jax.tree.map(
         lambda p, lay: jnp.zeros(lay.moment_shape(p.shape), layers_lib.moment_dtype(p.dtype)),
-        tree, layers)
+        tree, layers))
 
   def init_fn(params):
     validation.check_inexact_leaves("params", params)
+    # nnx.Optimizer initializes with Variables and updates with their arrays (a plain
+    # train step may update with Variables too): the moments' layout is the arrays'.
+    params = flax_metadata.unwrap_variables(params)
     nu = zero_moments(params)
     nu_max = zero_moments(params) if amsgrad else None
     return ScaleByLayerwiseNormState(
@@ -126,7 +132,9 @@ def scale_by_layerwise_norm(
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
-    validation.check_same_structure("updates", updates, "the optimizer state", state.nu)
+    validation.check_same_structure(
+        "updates", flax_metadata.unwrap_variables(updates), "the optimizer state",
+        state.nu.layout.skeleton())
     if params is not None:
       validation.check_same_structure(
           "updates", updates, "params", params, compare_shapes=True)
@@ -140,14 +148,13 @@ def scale_by_layerwise_norm(
 
     grads, treedef = jax.tree.flatten(updates)
     lays = treedef.flatten_up_to(layers)
+    _check_moment_shapes(updates, lays, state.nu.layout.shapes)
     squared_norms = [layers_lib.layer_squared_norms(g, lay, norm, axis_name)
                      for g, lay in zip(grads, lays, strict=True)]
-    columns = [squared_norms, treedef.flatten_up_to(state.nu)]
-    if amsgrad:
-      columns.append(treedef.flatten_up_to(state.nu_max))
+    moments = [state.nu, state.nu_max] if amsgrad else [state.nu]
 
     def moment(squared, previous, previous_max=None):
-      # Elementwise over layers: layer_layout runs it per leaf or on stacked vectors.
+      # Elementwise over layers: layer_layout runs it on one vector per dtype.
       # A float32 overflow of ||g||^2 (|g| ~ 1e20) leaves v = inf: that step's update
       # is g / inf = 0, but b2 * inf would then zero every later update of the layer,
       # silently and forever (and 0 * inf would be NaN for b2 = 0). An inf moment
@@ -159,20 +166,13 @@ def scale_by_layerwise_norm(
       # float64 under jax_enable_x64, and 1 - decay in float64 would change a float32
       # layer's moment by rounding. (A Python float b2 stays weakly typed.)
       d = decay.astype(previous.dtype) if isinstance(decay, jax.Array) else decay
-      # where(restart, s, d * v + (1 - d) * s) written as a + b * s (the same formula:
-      # a restart gives 0 + 1 * s): XLA:CPU fuses a reduction into an operand of a
-      # multiply-add, not of a select, and this form saves a kernel per leaf there.
-      new = (jnp.where(restart, 0.0, d * previous)
-             + jnp.where(restart, 1.0, 1.0 - d) * squared).astype(previous.dtype)
+      new = jnp.where(restart, squared, d * previous + (1 - d) * squared).astype(previous.dtype)
       if not amsgrad:
         return (new,)
       return new, jnp.where(jnp.isposinf(previous_max), new, jnp.maximum(previous_max, new))
 
-    results = layer_layout.for_platform(
-        moment, lambda v: _reciprocal_denominator(v, eps, eps_root), columns)
-    nu = [r[0] for r in results]
-    nu_max = [r[1] for r in results] if amsgrad else None
-    inverses = [r[-1] for r in results]
+    new_moments, inverses = layer_layout.stacked(
+        moment, lambda v: _reciprocal_denominator(v, eps, eps_root), squared_norms, moments)
 
     def normalize(g, inverse, lay):
       inverse = jnp.expand_dims(inverse, lay.reduce_axes)
@@ -181,10 +181,24 @@ def scale_by_layerwise_norm(
 
     updates = treedef.unflatten(map(normalize, grads, inverses, lays))
     return updates, ScaleByLayerwiseNormState(
-        count=optax.safe_increment(state.count), nu=treedef.unflatten(nu),
-        nu_max=treedef.unflatten(nu_max) if amsgrad else None)
+        count=optax.safe_increment(state.count), nu=new_moments[0],
+        nu_max=new_moments[1] if amsgrad else None)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _check_moment_shapes(updates, lays, shapes) -> None:
+  """Refuses updates whose layers differ from those ``init`` stored moments for (a
+  stacked leaf with another number of layers): the moments are one vector, so a
+  mismatch would otherwise pair layers with other layers' moments."""
+  paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(updates)]
+  grads = jax.tree.leaves(updates)
+  for path, g, lay, shape in zip(paths, grads, lays, shapes, strict=True):
+    if lay.moment_shape(jnp.shape(g)) != tuple(shape):
+      raise ValueError(
+          f"updates{path}: has layers of shape {lay.moment_shape(jnp.shape(g))} but the"
+          f" optimizer state was initialized for {tuple(shape)}; pass updates shaped like"
+          " the params given to init (or re-run init for the new params)")
 
 
 def _reciprocal_denominator(moment, eps, eps_root):

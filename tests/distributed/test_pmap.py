@@ -63,7 +63,7 @@ def test_axis_name_on_replicated_gradients_sums_identical_norms():
 
   def first_moment(g):
     _, state = tx.update(g, tx.init(g))
-    return state.nu
+    return state.nu.per_layer()
 
   nu = jax.pmap(first_moment, axis_name="batch", devices=jax.devices()[:DEVICES])(stacked)
   np.testing.assert_allclose(nu["w"], np.full(DEVICES, DEVICES * np.sum(grads["w"] ** 2)),

@@ -128,7 +128,7 @@ def test_scanned_with_layer_axes_equals_unrolled(data, unrolled_blocks):
   np.testing.assert_allclose(scanned.head.kernel[...], unrolled.head.kernel[...],
                              rtol=1e-5, atol=1e-6)
   # One second moment per stacked layer.
-  assert scanned_state[0].nu["blocks"]["linear"]["kernel"].shape == (LAYERS,)
+  assert scanned_state[0].nu.per_layer()["blocks"]["linear"]["kernel"].shape == (LAYERS,)
 
 
 def test_scanned_without_layer_axes_differs(data, unrolled_blocks):

@@ -58,8 +58,7 @@ BUGS = [
     bug("layerwise_norm", "first-step initialization on the second step (count off by one)",
         ("jnp.where(state.count == 0, 0.0, b2)", "jnp.where(state.count == 1, 0.0, b2)")),
     bug("layerwise_norm", "b2 and 1 - b2 swapped in the moving average",
-        ("jnp.where(restart, 0.0, d * previous)", "jnp.where(restart, 0.0, (1.0 - d) * previous)"),
-        ("jnp.where(restart, 1.0, 1.0 - d) * squared", "jnp.where(restart, 1.0, d) * squared")),
+        ("d * previous + (1 - d) * squared", "(1 - d) * previous + d * squared")),
     bug("layerwise_norm", "an overflowed (inf) moment is not restarted",
         ("restart = jnp.isposinf(previous)\n", "restart = jnp.isnan(previous)\n")),
     bug("layerwise_norm", "AMSGrad maximum taken with the previous moment, not its maximum",
@@ -143,8 +142,9 @@ BUGS = [
     bug("alias", "SGDP: the Nesterov step written into the momentum buffer",
         ("if project_momentum and not nesterov else None", "if project_momentum else None")),
     # A second batch (2026-12-02).
-    bug("layer_layout", "AMSGrad on a CPU: normalized by the moment, not its running maximum",
-        ("[[s[-1] for s in states]]", "[[s[0] for s in states]]")),
+    bug("layer_moments", "a leaf's moment read back from the slot of another leaf",
+        ("      for i, piece in zip(indices, split(vector,",
+         "      for i, piece in zip(indices[::-1], split(vector,")),
     bug("layerwise_norm", "eps_root dropped",
         ("jnp.sqrt(moment + eps_root) + eps", "jnp.sqrt(moment) + eps")),
     bug("layerwise_norm", "the step count not incremented (every step is the first)",
@@ -203,14 +203,15 @@ BUGS = [
     bug("wrappers", "16-bit params' moments created in 16 bits",
         ("return inner.init(_at_least_float32(params))", "return inner.init(params)"),
         tests_of="alias"),
-    # A fourth batch (2026-12-02, issue 21): the accelerators' layout (layer_layout.stacked).
-    bug("layer_layout", "AMSGrad on a GPU/TPU: normalized by the moment, not its running maximum",
-        ("return new + (reciprocal(new[-1]),)", "return new + (reciprocal(new[0]),)")),
+    # A fourth batch (2026-12-02, issue 21): the stacked layout (layer_layout.stacked) and
+    # the moments stored as one vector per dtype (layer_moments).
+    bug("layer_layout", "AMSGrad: normalized by the moment, not its running maximum",
+        ("reciprocal(new[-1])", "reciprocal(new[0])")),
     bug("layer_layout", "stacked values split back in the wrong order",
-        ("for k, i in enumerate(group):", "for k, i in enumerate(reversed(group)):")),
-    bug("layer_layout", "float32 and float64 moments stacked together (one promoted)",
-        ("by_dtypes.setdefault(tuple(jnp.result_type(col[i]) for col in columns), [])",
-         "by_dtypes.setdefault((), [])")),
+        ("for i, piece in zip(indices, pieces, strict=True):",
+         "for i, piece in zip(indices[::-1], pieces, strict=True):")),
+    bug("layer_moments", "float32 and float64 moments stored together (one cast)",
+        ("      name = jnp.dtype(leaf.dtype).name\n", "      name = \"float32\"\n")),
 ]
 
 
