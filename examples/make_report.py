@@ -96,7 +96,14 @@ def provenance(record: dict) -> str:
   versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
   minutes = record.get("wall_seconds")
   took = f", ran {minutes / 60:.1f} min" if minutes is not None else ""
+  git = env.get("git") or {}
+  if not git.get("commit"):
+    code = "code commit not recorded"
+  else:
+    code = f"code at commit {git['commit'][:7]}" + (
+        " with uncommitted changes" if git.get("dirty") else "")
   return (f"*{record['configuration']} configuration.* Command: `{record['command']}`; "
+          f"{code}; "
           f"{env['date']}, {m.get('system')} {m.get('machine')}, {_cores(m)}, JAX backend "
           f"{m.get('jax_backend')}{took} (a shared machine: run times are indicative only); "
           f"{versions}.")
@@ -943,7 +950,8 @@ def build(records: dict[str, dict], plots: Optional[bool]) -> tuple[str, str]:
       "by hand. -->", "",
       "Every number here is read from a results file under `results/`, written by the "
       "example named in each section with the tuning protocol of `examples/protocol.py` "
-      "(log-spaced learning-rate grids widened until the best point is interior, the same "
+      "(log-spaced learning-rate grids widened until the best point is interior, weight "
+      "decay tuned jointly with them where a section says so, the same "
       "budget for every optimizer, several seeds at the best setting and its neighbours, "
       "mean ± std and min–max, a verdict per comparison: *wins* when every seed beats "
       "every seed of the other, *loses* in the mirrored case, *tie* otherwise). Each "

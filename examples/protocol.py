@@ -398,10 +398,16 @@ def compare(results: Sequence[dict], a: str, b: str, key: str, higher_is_better:
 # ---------------------------------------------------------------------------- results
 
 
+# Paths the experiments write (results files, figures): changed, they do not make the
+# code that produced a result differ from its commit.
+GENERATED = ("results", "*.png")
+
+
 def git_state(folder: Optional[str] = None) -> dict[str, Any]:
   """``{"commit", "dirty"}`` of the checkout holding ``folder`` (default: this file's);
   ``None`` values outside a git checkout. ``dirty``: tracked files differ from the
-  commit."""
+  commit, other than what the experiments themselves rewrite (``results/`` and ``*.png``
+  figures), so a second run after an ``--update-results`` still names clean code."""
   folder = folder or os.path.dirname(os.path.abspath(__file__))
 
   def git(*args):
@@ -410,7 +416,8 @@ def git_state(folder: Optional[str] = None) -> dict[str, Any]:
 
   try:
     return {"commit": git("rev-parse", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--",
+                              ":(top)", *(f":(top,exclude){p}" for p in GENERATED)))}
   except (OSError, subprocess.SubprocessError):
     return {"commit": None, "dirty": None}
 

@@ -300,3 +300,30 @@ def test_seeds_preferring_the_grid_edge_widen_it_until_the_choice_is_interior():
 def test_without_widening_budget_an_edge_choice_is_reported_not_interior():
   r = tune_with_split_optimum(3.0, max_widenings=0)
   assert r["best_lr"] == pytest.approx(1.0) and not r["interior"]
+
+
+def test_git_state_ignores_rewritten_results_and_figures(tmp_path):
+  import subprocess
+
+  def git(*args):
+    subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+  git("init", "-q")
+  (tmp_path / "examples").mkdir()
+  (tmp_path / "results").mkdir()
+  (tmp_path / "docs").mkdir()
+  (tmp_path / "examples" / "x.py").write_text("a = 1\n")
+  (tmp_path / "results" / "r.json").write_text("{}\n")
+  (tmp_path / "docs" / "f.png").write_bytes(b"png")
+  git("add", ".")
+  git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+  folder = str(tmp_path / "examples")
+  assert protocol.git_state(folder)["dirty"] is False
+  (tmp_path / "results" / "r.json").write_text('{"new": 1}\n')
+  (tmp_path / "docs" / "f.png").write_bytes(b"other")
+  assert protocol.git_state(folder)["dirty"] is False  # an experiment's own outputs
+  (tmp_path / "docs" / "page.md").write_text("untracked\n")
+  assert protocol.git_state(folder)["dirty"] is False
+  (tmp_path / "examples" / "x.py").write_text("a = 2\n")
+  state = protocol.git_state(folder)
+  assert state["dirty"] is True and len(state["commit"]) == 40
