@@ -672,7 +672,8 @@ def mnist_section(record: dict, plots: bool) -> tuple[str, list[dict]]:
         "setup": f"MNIST-1D {model_name}, {cfg['num_train']} training signals, batch "
                  f"{min(b for _, b in cols)}–{largest}, "
                  f"{main_epochs} epochs, "
-                 + ("lr × weight decay tuned, " if cfg.get("tune_decay") else "")
+                 + ("lr × weight decay tuned, " if cfg.get("tune_decay")
+                    else "weight decay 0 (not tuned), ")
                  + f"{cfg['seeds']} seeds ({record['configuration']} configuration)",
         "result": result, "verdict": verdict})
   claims += ordinary_batch_claims(record, cell, main_epochs, model_name)
@@ -938,7 +939,7 @@ def build(records: dict[str, dict], plots: Optional[bool]) -> tuple[str, str]:
   runs = [f"- `{r['command']}` ({r['configuration']} configuration): "
           + (("n/a" if not r.get("wall_seconds") else f"{r['wall_seconds']:.0f} s"
               if r["wall_seconds"] < 120 else f"{r['wall_seconds'] / 60:.0f} min"))
-          + f" on {_cores(r['environment']['machine'], 'shared ')}, "
+          + f", {_cores(r['environment']['machine'], 'shared ')}, "
           + r["environment"]["date"][:10] for r in used]
   vt = "\n".join([
       verdict_table(claims), "",
