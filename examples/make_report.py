@@ -763,6 +763,20 @@ def scale_invariant_section(record: dict, plots: bool) -> tuple[str, list[dict]]
                    "final norm of invariant kernels", "effective step, 2nd half (hidden1)",
                    "fires"], rows), ""]
   _count_record_comparisons(record["comparisons"])
+  if cfg.get("tune_decay"):
+    grid_rows = []
+    for name in ("adamw", "adamp", "sgd", "sgdp"):
+      parts = []
+      for search in results[name]["searches"]:
+        best = next(p for p in search["points"] if p["lr"] == search["best_lr"])
+        val = ("diverged" if best["val_accuracy"] is None
+               else f"{100 * best['val_accuracy']:.1f}")
+        parts.append(f"{search['weight_decay']:g}: {val} (lr {search['best_lr']:.3g}"
+                     + ("" if search["interior"] else ", edge") + ")")
+      grid_rows.append([name, "; ".join(parts)])
+    lines += ["The joint grid (tuning seed): for each weight decay, the validation accuracy "
+              "(%) at its best learning rate, and that rate.", "",
+              table(["optimizer", "decay: validation % (best lr)"], grid_rows), ""]
   vrows = [[c["a"], c["b"], c["key"], c["verdict"]] for c in record["comparisons"]]
   lines += [table(["A", "B", "metric", "verdict"], vrows), ""]
   if plots is not None:

@@ -185,3 +185,16 @@ def test_a_sweep_with_tuned_decay_states_its_grid_and_chosen_decays():
   assert "Chosen weight decays" not in text
   large = next(c for c in claims if c["claim"].startswith("works well"))
   assert "weight decay 0 (not tuned)" in large["setup"]
+
+
+def test_scale_invariant_section_states_the_decay_setting_from_the_record():
+  import copy
+  record = copy.deepcopy(report.load_results()["scale_invariant_full"])
+  if record["config"].get("tune_decay"):
+    text, claims = report.scale_invariant_section(record, plots=None)
+    assert "weight decay tuned jointly with the learning rate" in text
+    assert "The joint grid (tuning seed)" in text
+    assert all("lr × weight decay tuned" in c["setup"] for c in claims)
+  record["config"]["tune_decay"] = False
+  text, claims = report.scale_invariant_section(record, plots=None)
+  assert "no weight decay" in text and "The joint grid" not in text
