@@ -270,6 +270,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
       higher_is_better=True, report_keys=("test_accuracy", "val_accuracy"), jobs=args.jobs,
       decay_widenings=args.decay_widenings if tuned else 0)
   names = kernel_names(nnx.split(NormalizedMLP(args.hidden, rngs=nnx.Rngs(0)))[1])
+  # The grid searches keep their scalar metrics only; the per-step curves of the chosen
+  # setting stay in "runs" (every decay's whole curves would make the file megabytes).
+  for r in results:
+    for search in r["searches"]:
+      search["points"] = [{k: v for k, v in p.items() if not isinstance(v, (list, tuple))}
+                          for p in search["points"]]
   comparisons = []
   for a, b in PAIRS:
     comparisons.append(protocol.compare(results, a, b, "test_accuracy", True))

@@ -106,5 +106,9 @@ def test_quick_cli_writes_norms_and_verdicts(tmp_path, monkeypatch):
     assert r["weight_decay"] == pytest.approx(example.WEIGHT_DECAY[r["name"]])
     assert not r["decay_at_edge"]
   assert record["config"]["tune_decay"]
+  # searches keep scalars only; the chosen setting's curves are in runs
+  point = record["results"][0]["searches"][0]["points"][0]
+  assert "val_accuracy" in point and "kernel_norm" not in point
+  assert "kernel_norm" in record["results"][0]["runs"][0]
   assert example.WEIGHT_DECAYS["adamp"] == example.WEIGHT_DECAYS["adamw"]  # same per pair
   assert example.WEIGHT_DECAYS["sgdp"] == example.WEIGHT_DECAYS["sgd"]
