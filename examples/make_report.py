@@ -69,12 +69,25 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
   return "\n".join(lines)
 
 
+SINGLE_THREAD_FLAGS = ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1")
+
+
 def _cores(machine: dict, shared: str = "") -> str:
-  """``"2 CPU cores"``, or ``"1 of 2 CPU cores"`` when the run was pinned to fewer."""
+  """What the record says the run could use: ``"2 CPU cores"``, ``"1 of 2 CPU cores"``
+  when it was pinned to fewer, ``"single-threaded XLA on 2 CPU cores"`` when its
+  ``XLA_FLAGS`` made XLA use one thread, and ``"2 CPU cores (cores and threads used not
+  recorded)"`` for a record written before those fields existed."""
   count, used = machine.get("cpu_count"), machine.get("cpus_available")
+  if "cpus_available" not in machine:
+    return f"{count} {shared}CPU cores (cores and threads used not recorded)"
   if used is not None and count is not None and used < count:
-    return f"{used} of {count} {shared}CPU cores"
-  return f"{count} {shared}CPU cores"
+    text = f"{used} of {count} {shared}CPU cores"
+  else:
+    text = f"{count} {shared}CPU cores"
+  flags = machine.get("xla_flags") or ""
+  if all(flag in flags for flag in SINGLE_THREAD_FLAGS):
+    text = "single-threaded XLA on " + text
+  return text
 
 
 def provenance(record: dict) -> str:
@@ -83,7 +96,14 @@ def provenance(record: dict) -> str:
   versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
   minutes = record.get("wall_seconds")
   took = f", ran {minutes / 60:.1f} min" if minutes is not None else ""
+  git = env.get("git") or {}
+  if not git.get("commit"):
+    code = "code commit not recorded"
+  else:
+    code = f"code at commit {git['commit'][:7]}" + (
+        " with uncommitted changes" if git.get("dirty") else "")
   return (f"*{record['configuration']} configuration.* Command: `{record['command']}`; "
+          f"{code}; "
           f"{env['date']}, {m.get('system')} {m.get('machine')}, {_cores(m)}, JAX backend "
           f"{m.get('jax_backend')}{took} (a shared machine: run times are indicative only); "
           f"{versions}.")
@@ -98,10 +118,13 @@ RULES = [
     "not overlap), *loses* in the mirrored case, *tie* otherwise (within spread). With 3 "
     "seeds each, non-overlapping ranges arise by chance with probability 1/20 per "
     "direction (a one-sided permutation test at 5%) when both come from one distribution.",
-    "**Multiplicity**: that 5% holds per comparison. This page makes many comparisons, "
-    "so a few *wins* or *loses* among them are expected by chance alone (about 1 in 10 "
-    "comparisons of two equal optimizers is not a tie); no single verdict is corrected "
-    "for the others, so read a claim from all its comparisons together, not from one.",
+    "**Multiplicity**: that 5% holds per comparison. This page makes {count} distinct "
+    "comparisons (every *wins* / *loses* / *tie* in its tables and claims, the scans for "
+    "the largest batch included); if every compared pair came from one distribution, "
+    "about {expected:.0f} of them would still come out *wins* or *loses* by chance alone "
+    "(the sum over comparisons of 2 / C(n_a + n_b, n_a): 1 in 10 for 3 seeds against 3). "
+    "No verdict is corrected for the others, so read a claim from all its comparisons "
+    "together, not from one.",
     "**Claim from comparisons**: *holds* if NovoGrad (or the named optimizer) wins every "
     "comparison behind the claim; *fails (the opposite holds)* if it loses every one; "
     "*undecided (tie within spread)* if all are ties; *does not hold (ties or loses, "
@@ -119,8 +142,53 @@ RULES = [
     "sqrt(p1(1 − p1)/n1 + p2(1 − p2)/n2)), *tied for highest* when it is not highest but "
     f"no optimizer exceeds it by more than {SHARE_SE:g} standard errors, *below* "
     "otherwise; the claim *holds* where NovoGrad is highest or tied for highest in every "
-    "region, *fails* where it is in none.",
+    "region, *fails* where it is in none, and *holds in k of n regions* otherwise, "
+    "naming the regions where it is below.",
+    "**Weight decay** (where an experiment tunes it with the learning rate): the chosen "
+    "decay is marked *(edge)* when it is the largest value of its grid after widening, "
+    "so a larger one might have been better; a chosen decay of 0 means no decay scored "
+    "best, which is the grid's natural lower end, not an edge.",
 ]
+
+
+class _Tally:
+  """The distinct comparisons a page makes (for the multiplicity rule): each is keyed by
+  its two sets of seed values, so one comparison shown twice counts once."""
+
+  def __init__(self):
+    self.seen: dict = {}
+
+  def add(self, a, b) -> None:
+    key = tuple(sorted([tuple(float(v) if v is not None else math.nan for v in a),
+                        tuple(float(v) if v is not None else math.nan for v in b)]))
+    self.seen[key] = (len(a), len(b))
+
+  def count(self) -> int:
+    return len(self.seen)
+
+  def expected_by_chance(self) -> float:
+    """Expected *wins* + *loses* if every pair were exchangeable (no ties in values)."""
+    return sum(2 / math.comb(na + nb, na) for na, nb in self.seen.values())
+
+
+_TALLY = _Tally()
+
+
+def _verdict(a, b, higher_is_better: bool) -> str:
+  """``protocol.verdict``, counted for the multiplicity rule."""
+  _TALLY.add(a, b)
+  return protocol.verdict(a, b, higher_is_better=higher_is_better)
+
+
+def _count_record_comparisons(comparisons: list) -> None:
+  for c in comparisons:
+    _TALLY.add(c["a_summary"]["values"], c["b_summary"]["values"])
+
+
+def stated_rules(tally: _Tally) -> list[str]:
+  """``RULES`` with the multiplicity numbers of this page filled in."""
+  return [rule.format(count=tally.count(), expected=tally.expected_by_chance())
+          if "{count}" in rule else rule for rule in RULES]
 
 
 def parity_word(verdicts: dict[str, str]) -> str:
@@ -273,7 +341,8 @@ def char_lm_section(record: dict, plots: bool) -> tuple[str, list[dict]]:
     a = results[f"novograd/{size}"]["summary"]["train_loss"]["values"]
     b = results[f"adamw/{size}"]["summary"]["train_loss"]["values"]
     train_verdicts[size] = {"wins": "higher", "loses": "lower", "tie": "tie"}[
-        protocol.verdict(a, b, higher_is_better=True)]
+        _verdict(a, b, higher_is_better=True)]
+  _count_record_comparisons(record["comparisons"])
   verdict_rows = [[c["a"], c["b"], c["key"], c["verdict"]] for c in record["comparisons"]]
   verdict_rows += [[f"novograd/{size}", f"adamw/{size}", "train_loss",
                     f"NovoGrad {v}" + (" (every seed)" if v != "tie" else " within spread")]
@@ -414,6 +483,25 @@ def sngm_lr_rule(cfg: dict) -> str:
           "computations.")
 
 
+def decay_text(cfg: dict, optimizers: list) -> str:
+  """How the sweep set weight decay, from its configuration: the joint grid per
+  optimizer when it was tuned, else the stated fixed value."""
+  if not cfg.get("tune_decay"):
+    values = {cfg["weight_decay"][k] for k in optimizers}
+    if values == {0.0}:
+      return "weight decay 0 for every optimizer (not tuned)"
+    return "weight decay fixed (not tuned): " + ", ".join(
+        f"{k} {cfg['weight_decay'][k]:g}" for k in optimizers)
+  grids = "; ".join(f"{k} " + ", ".join(f"{v:g}" for v in cfg["weight_decays"][k])
+                    for k in optimizers)
+  return ("weight decay tuned jointly with the learning rate: per optimizer a grid of 0 "
+          "and three values a decade apart around its usual value, one learning-rate "
+          "search per decay on the tuning seed, the best (decay, rate) by validation "
+          f"accuracy kept, the grid widened by a factor 10 (at most "
+          f"{cfg.get('decay_widenings', 0)} times) while its largest value was best "
+          f"(starting grids: {grids})")
+
+
 def largest_batch_holding(cell: dict, name: str, epochs: int) -> Optional[int]:
   """Scanning up from the smallest batch, the largest batch whose seeds' test accuracies
   do not *lose* (the comparison rule) against the same optimizer's at the smallest
@@ -427,7 +515,7 @@ def largest_batch_holding(cell: dict, name: str, epochs: int) -> Optional[int]:
 
   best = None
   for b in batches:
-    if protocol.verdict(values(b), values(batches[0]), higher_is_better=True) == "loses":
+    if _verdict(values(b), values(batches[0]), higher_is_better=True) == "loses":
       break
     best = b
   return best
@@ -466,11 +554,12 @@ def mnist_section(record: dict, plots: bool) -> tuple[str, list[dict]]:
                width=cfg.get("width") or MNIST_DEFAULT_WIDTH[cfg["model"]])
            + f"), {cfg['epochs']} epochs, learning rate per cell by the protocol (grid "
            f"centre {grid_centre(cfg)}, widened to an interior "
-           f"optimum, chosen on validation), {cfg['seeds']} seed(s) at the best rate and its "
+           f"optimum, chosen on validation), {decay_text(cfg, optimizers)}; "
+           f"{cfg['seeds']} seed(s) at the best rate and its "
            "neighbours; test accuracy (%) mean ± std over seeds, `*` = best rate still at "
            "the edge after widening. Fixed, stated: momentum "
            + ", ".join(f"{k} {cfg['momentum'][k]}" for k in optimizers)
-           + "; weight decay 0 for every optimizer; warmup 10% then cosine.", ""]
+           + "; warmup 10% then cosine.", ""]
   smaller = smaller_than_default(cfg)
   if smaller:
     lines += [smaller, ""]
@@ -484,6 +573,30 @@ def mnist_section(record: dict, plots: bool) -> tuple[str, list[dict]]:
                   for c in cols)] for name in optimizers]
   lines += ["Chosen peak learning rates:", "",
             table(["", *(f"B={b}, {e} ep" for e, b in cols)], lrs), ""]
+  if cfg.get("tune_decay"):
+    def wd(r):
+      return f"{r['weight_decay']:g}" + (" (edge)" if r.get("decay_at_edge") else "")
+
+    wds = [[name, *(wd(cell[(name, *c)]) if (name, *c) in cell else "" for c in cols)]
+           for name in optimizers]
+    lines += ["Chosen weight decays (*(edge)* = the largest value of the widened grid):", "",
+              table(["", *(f"B={b}, {e} ep" for e, b in cols)], wds), "",
+              "The joint grid (tuning seed): for each weight decay, the validation accuracy "
+              "(%) at its best learning rate, and that rate.", ""]
+    grid_rows = []
+    for name in optimizers:
+      for c in cols:
+        if (name, *c) not in cell:
+          continue
+        parts = []
+        for search in cell[(name, *c)]["searches"]:
+          best = next(p for p in search["points"] if p["lr"] == search["best_lr"])
+          val = ("diverged" if best["val_accuracy"] is None
+                 else f"{100 * best['val_accuracy']:.1f}")
+          parts.append(f"{search['weight_decay']:g}: {val} (lr {search['best_lr']:.3g}"
+                       + ("" if search["interior"] else ", edge") + ")")
+        grid_rows.append([name, f"B={c[1]}, {c[0]} ep", "; ".join(parts)])
+    lines += [table(["optimizer", "cell", "decay: validation % (best lr)"], grid_rows), ""]
   first_epochs = min(e for e, _ in cols)
   within = {name: largest_batch_holding(cell, name, first_epochs) for name in optimizers}
   smallest = min(b for _, b in cols)
@@ -495,6 +608,7 @@ def mnist_section(record: dict, plots: bool) -> tuple[str, list[dict]]:
     lines += ["Every optimizer loses against its own smallest batch at the next batch "
               "size, so this measure does not separate them here; the accuracies at each "
               "batch and the verdicts below do.", ""]
+  _count_record_comparisons(record["comparisons"])
   vrows = [[c["a"], c["b"], pm(c["a_summary"], 100, 1), pm(c["b_summary"], 100, 1),
             c["verdict"]] for c in record["comparisons"]]
   lines += ["Verdicts on test accuracy (*wins* = every seed above every seed of the other):",
@@ -557,8 +671,10 @@ def mnist_section(record: dict, plots: bool) -> tuple[str, list[dict]]:
         "claim": claim, "evidence": evidence,
         "setup": f"MNIST-1D {model_name}, {cfg['num_train']} training signals, batch "
                  f"{min(b for _, b in cols)}–{largest}, "
-                 f"{main_epochs} epochs, {cfg['seeds']} seeds ({record['configuration']} "
-                 "configuration)",
+                 f"{main_epochs} epochs, "
+                 + ("lr × weight decay tuned, " if cfg.get("tune_decay")
+                    else "weight decay 0 (not tuned), ")
+                 + f"{cfg['seeds']} seeds ({record['configuration']} configuration)",
         "result": result, "verdict": verdict})
   claims += ordinary_batch_claims(record, cell, main_epochs, model_name)
   return "\n".join(lines), claims
@@ -578,7 +694,7 @@ def ordinary_batch_claims(record: dict, cell: dict, epochs: int, model_name: str
   def values(name):
     return cell[(name, epochs, smallest)]["summary"]["test_accuracy"]["values"]
 
-  verdicts = {n: protocol.verdict(values("novograd"), values(n), higher_is_better=True)
+  verdicts = {n: _verdict(values("novograd"), values(n), higher_is_better=True)
               for n in baselines}
   summary = {n: cell[(n, epochs, smallest)]["summary"]["test_accuracy"]
              for n in ("novograd", *baselines)}
@@ -589,11 +705,17 @@ def ordinary_batch_claims(record: dict, cell: dict, epochs: int, model_name: str
       "evidence": "image classification, speech, translation and language modelling at "
                   "each task's usual batch size",
       "setup": f"MNIST-1D {model_name}, B={smallest}, {epochs} epochs, "
-               f"{cfg['seeds']} seeds, weight decay 0 for all (not tuned); made with "
-               f"novograd-optax {version} ({record['configuration']} configuration)",
+               f"{cfg['seeds']} seeds, "
+               + ("lr × weight decay tuned for each" if cfg.get("tune_decay")
+                  else "weight decay 0 for all (not tuned)")
+               + f"; made with novograd-optax {version} ({record['configuration']} "
+                 "configuration)",
       "result": f"test accuracy (%) novograd {pm(summary['novograd'], 100, 1)} vs "
                 + ", ".join(f"{n} {pm(summary[n], 100, 1)} ({verdicts[n]})"
                             for n in baselines)
+                + ("; chosen weight decay " + ", ".join(
+                    f"{n} {cell[(n, epochs, smallest)]['weight_decay']:g}"
+                    for n in ("novograd", *baselines)) if cfg.get("tune_decay") else "")
                 + ("; best rate at the grid's edge for " + ", ".join(edge) if edge else ""),
       "verdict": parity_word(verdicts)}]
 
@@ -610,8 +732,16 @@ def scale_invariant_section(record: dict, plots: bool) -> tuple[str, list[dict]]
            f"`Linear(no bias) → LayerNorm → ReLU` layers of {cfg['hidden']} units "
            "(scale-invariant kernels "
            + ", ".join(f"`{k}`" for k in cfg["scale_invariant_kernels"]) + "), "
-           + f"{cfg['epochs']} epochs at batch {cfg['batch_size']}, no weight decay, "
-           f"delta {cfg['delta']}, wd_ratio {cfg['wd_ratio']}, momentum {cfg['momentum']}; "
+           + f"{cfg['epochs']} epochs at batch {cfg['batch_size']}, "
+           + (("weight decay tuned jointly with the learning rate (one learning-rate "
+               "search per decay, the same grid within a pair, widened by a factor 10 at "
+               f"most {cfg.get('decay_widenings', 0)} times while its largest value was "
+               "best; starting grids: " + "; ".join(
+                   f"{k} " + ", ".join(f"{v:g}" for v in g)
+                   for k, g in cfg["weight_decays"].items()) + ")")
+              if cfg.get("tune_decay") else "no weight decay")
+           + f", delta {cfg['delta']}, wd_ratio {cfg['wd_ratio']}, momentum "
+           f"{cfg['momentum']}; "
            f"each optimizer tuned by the protocol, {cfg['seeds']} seeds. *fires* = share of "
            "(kernel, step) pairs on which the cosine test (re-evaluated in the example, "
            "independently of the library) detects scale invariance.", ""]
@@ -623,12 +753,30 @@ def scale_invariant_section(record: dict, plots: bool) -> tuple[str, list[dict]]
     eff = [sum(run["effective_step"][0][-len(run["effective_step"][0]) // 2:])
            / (len(run["effective_step"][0]) - len(run["effective_step"][0]) // 2)
            for run in r["runs"]]
+    decay = r.get("weight_decay")
     rows.append([name, f"{r['best_lr']:.3g}", "yes" if r["interior"] else "**no**",
+                 "0" if decay is None else f"{decay:g}"
+                 + (" (edge)" if r.get("decay_at_edge") else ""),
                  pm(s["test_accuracy"], 100, 1), pm(s["final_invariant_norm"], 1, 2),
                  f"{sum(eff) / len(eff):.2e}", f"{100 * sum(fired) / len(fired):.0f}%"])
-  lines += [table(["optimizer", "best lr", "interior", "test accuracy (%)",
+  lines += [table(["optimizer", "best lr", "interior", "weight decay", "test accuracy (%)",
                    "final norm of invariant kernels", "effective step, 2nd half (hidden1)",
                    "fires"], rows), ""]
+  _count_record_comparisons(record["comparisons"])
+  if cfg.get("tune_decay"):
+    grid_rows = []
+    for name in ("adamw", "adamp", "sgd", "sgdp"):
+      parts = []
+      for search in results[name]["searches"]:
+        best = next(p for p in search["points"] if p["lr"] == search["best_lr"])
+        val = ("diverged" if best["val_accuracy"] is None
+               else f"{100 * best['val_accuracy']:.1f}")
+        parts.append(f"{search['weight_decay']:g}: {val} (lr {search['best_lr']:.3g}"
+                     + ("" if search["interior"] else ", edge") + ")")
+      grid_rows.append([name, "; ".join(parts)])
+    lines += ["The joint grid (tuning seed): for each weight decay, the validation accuracy "
+              "(%) at its best learning rate, and that rate.", "",
+              table(["optimizer", "decay: validation % (best lr)"], grid_rows), ""]
   vrows = [[c["a"], c["b"], c["key"], c["verdict"]] for c in record["comparisons"]]
   lines += [table(["A", "B", "metric", "verdict"], vrows), ""]
   if plots is not None:
@@ -657,8 +805,10 @@ def scale_invariant_section(record: dict, plots: bool) -> tuple[str, list[dict]]
         "claim": {"adamp": "AdamP", "sgdp": "SGDP"}[a]
                  + " keeps scale-invariant norms small and improves accuracy",
         "evidence": "AdamP paper: 13 benchmarks (ImageNet, retrieval, detection, LM, audio)",
-        "setup": f"LayerNorm MLP on MNIST-1D, {cfg['seeds']} seeds "
-                 f"({record['configuration']} configuration)",
+        "setup": f"LayerNorm MLP on MNIST-1D, {cfg['seeds']} seeds, "
+                 + ("lr × weight decay tuned for each" if cfg.get("tune_decay")
+                    else "no weight decay")
+                 + f" ({record['configuration']} configuration)",
         "result": f"final norm {pm(results[a]['summary']['final_invariant_norm'], 1, 2)} vs "
                   f"{pm(results[b]['summary']['final_invariant_norm'], 1, 2)} ({norm_v}); "
                   f"test {pm(results[a]['summary']['test_accuracy'], 100, 1)} vs "
@@ -764,6 +914,7 @@ def build(records: dict[str, dict], plots: Optional[bool]) -> tuple[str, str]:
   """The experiments page and the verdict table. ``plots``: True writes figures, False
   links them without writing, None leaves them out."""
   sections, claims, used = [], [], []
+  _TALLY.seen.clear()  # the comparisons this page makes, counted as sections are built
 
   def pick(prefix: str) -> Optional[dict]:
     # the most complete configuration available for an experiment
@@ -802,7 +953,7 @@ def build(records: dict[str, dict], plots: Optional[bool]) -> tuple[str, str]:
   runs = [f"- `{r['command']}` ({r['configuration']} configuration): "
           + (("n/a" if not r.get("wall_seconds") else f"{r['wall_seconds']:.0f} s"
               if r["wall_seconds"] < 120 else f"{r['wall_seconds'] / 60:.0f} min"))
-          + f" on {_cores(r['environment']['machine'], 'shared ')}, "
+          + f", {_cores(r['environment']['machine'], 'shared ')}, "
           + r["environment"]["date"][:10] for r in used]
   vt = "\n".join([
       verdict_table(claims), "",
@@ -814,13 +965,14 @@ def build(records: dict[str, dict], plots: Optional[bool]) -> tuple[str, str]:
       "by hand. -->", "",
       "Every number here is read from a results file under `results/`, written by the "
       "example named in each section with the tuning protocol of `examples/protocol.py` "
-      "(log-spaced learning-rate grids widened until the best point is interior, the same "
+      "(log-spaced learning-rate grids widened until the best point is interior, weight "
+      "decay tuned jointly with them where a section says so, the same "
       "budget for every optimizer, several seeds at the best setting and its neighbours, "
       "mean ± std and min–max, a verdict per comparison: *wins* when every seed beats "
       "every seed of the other, *loses* in the mirrored case, *tie* otherwise). Each "
       "section names its configuration: *reduced* runs are smaller than the full protocol "
       "and say so. Timing is not reported here; see the performance page.", "",
-      "## How verdicts are worded", "", *[f"- {rule}" for rule in RULES], "",
+      "## How verdicts are worded", "", *[f"- {rule}" for rule in stated_rules(_TALLY)], "",
       "## Verdicts", "", vt, "", *[s + "\n" for s in sections]]).rstrip() + "\n"
   return page, vt
 

@@ -15,12 +15,21 @@ Every optimizer x batch size is tuned with the protocol of ``examples/protocol.p
 interior; with ``--seeds 3`` the best rate and its neighbours are re-run with 3 seeds
 (model init and batch order). The table reports *test* accuracy, mean ± std over seeds.
 
+Weight decay is tuned jointly with the learning rate, the same way for every optimizer
+(each applies it as its recipe does: NovoGrad to the normalized gradient, AdamW and LAMB
+decoupled, SGD, SNGM and LARS as L2 in the gradient): the grid is 0 and three values a
+decade apart around the optimizer's usual value ``WEIGHT_DECAY[name]`` (``c/10, c,
+10c``), one learning-rate search per decay on the tuning seed, and the (decay, rate)
+with the best validation accuracy is kept. While the best decay is the grid's largest,
+the grid grows by another factor 10 (at most ``DECAY_WIDENINGS`` times); the results
+record every decay's search and whether the chosen decay ended at that edge.
+
 Fixed settings, stated (not tuned, the same rule for all): each optimizer's usual
 momentum -- SGD 0.9, NovoGrad ``b1 = 0.95, b2 = 0.98`` (the paper's defaults), AdamW
 and LAMB ``b1 = 0.9, b2 = 0.999``, SNGM ``beta = 0.9``, LARS momentum 0.9 with trust
-coefficient 0.001 (``optax.lars`` defaults); weight decay 0 for every optimizer; linear
-warmup over the first 10% of the steps, then cosine decay to 0. The same initial
-weights and batches for every optimizer at a given seed.
+coefficient 0.001 (``optax.lars`` defaults); linear warmup over the first 10% of the
+steps, then cosine decay to 0. The same initial weights and batches for every optimizer
+at a given seed.
 
 SNGM's learning rate: the part of its paper we could read (the abstract) states no
 learning-rate rule, so none is taken from it; we scale the grid centre with ``sqrt(B)``
@@ -28,7 +37,8 @@ like every other optimizer here and let the protocol tune around it, so no optim
 depends on a rule being right.
 
 Speed on a 2-core CPU: each (optimizer, batch size, grid length) is one compiled program,
-reused across seeds; inside it ``jax.lax.scan`` runs the epochs and the steps and
+reused across seeds and weight decays (the decay is an argument, not a constant); inside
+it ``jax.lax.scan`` runs the epochs and the steps and
 ``jax.vmap`` trains the whole learning-rate grid at once.
 
 Run ``python examples/mnist1d.py --help``. To use the functions elsewhere, load this
@@ -83,7 +93,16 @@ BASE_LR = {"novograd": 0.08, "sgd": 0.3, "adamw": 0.01, "lamb": 0.01, "sngm": 0.
 # Every optimizer's best rate grew about as the square root of the batch in earlier
 # tuning runs (2-4x from 128 to 2048); the same rule centres every grid.
 LR_SCALING = {name: "sqrt" for name in OPTIMIZERS}
-WEIGHT_DECAY = {name: 0.0 for name in OPTIMIZERS}  # the stated rule: no decay for anyone
+# Centre of each optimizer's weight-decay grid: its usual value where the NovoGrad paper
+# gives one (Table 1, ResNet-50: NovoGrad 0.002, SGD 1e-4, AdamW 0.12, rounded to 0.1);
+# LAMB's paper default 0.01; SNGM and LARS add their decay to the gradient as SGD does, so
+# they start from SGD's 1e-4. The grid is 0 and c/10, c, 10c (3 values over 2 decades),
+# widened upward while its largest value is the best, so the centre only sets where the
+# search starts.
+WEIGHT_DECAY = {"novograd": 2e-3, "sgd": 1e-4, "adamw": 0.1, "lamb": 0.01, "sngm": 1e-4,
+                "lars": 1e-4}
+WEIGHT_DECAYS = {name: (0.0, c / 10, c, 10 * c) for name, c in WEIGHT_DECAY.items()}
+DECAY_WIDENINGS = 2
 MOMENTUM = {"novograd": "b1 0.95, b2 0.98", "sgd": "0.9", "adamw": "b1 0.9, b2 0.999",
             "lamb": "b1 0.9, b2 0.999", "sngm": "0.9", "lars": "0.9, trust 0.001"}
 LR_GRID = tuple(protocol.log_grid(1.0))  # multipliers of the scaled starting rate
@@ -212,18 +231,19 @@ def make_schedule(peak_lr, total_steps: int, warmup_fraction: float = WARMUP_FRA
   return lambda count: peak_lr * unit(count)
 
 
-def make_optimizer(name: str, learning_rate, weight_decay: Optional[float] = None):
+def make_optimizer(name: str, learning_rate, weight_decay=0.0):
   """optax's SGD, AdamW, LAMB and LARS, or our NovoGrad and SNGM, with the fixed
-  momentum settings of ``MOMENTUM`` and ``WEIGHT_DECAY[name]`` (0) unless
-  ``weight_decay`` is given."""
+  momentum settings of ``MOMENTUM`` and ``weight_decay`` (a float or a traced scalar;
+  default 0) applied as each optimizer's recipe does."""
   if name not in OPTIMIZERS:
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
-  wd = WEIGHT_DECAY[name] if weight_decay is None else weight_decay
+  wd = 0.0 if weight_decay is None else weight_decay
   if name == "novograd":
     return novograd(learning_rate, b1=0.95, b2=0.98, weight_decay=wd)
   if name == "sgd":
     sgd = optax.sgd(learning_rate, momentum=0.9)
-    return optax.chain(optax.add_decayed_weights(wd), sgd) if wd else sgd
+    static_zero = isinstance(wd, (int, float)) and wd == 0
+    return sgd if static_zero else optax.chain(optax.add_decayed_weights(wd), sgd)
   if name == "adamw":
     return optax.adamw(learning_rate, weight_decay=wd)
   if name == "sngm":
@@ -265,7 +285,8 @@ def train(
     weight_decay: Optional[float] = None,
     warmup_fraction: float = WARMUP_FRACTION,
 ) -> dict[str, Any]:
-  """Trains one model per learning rate in ``lr`` (a float or a sequence) at once.
+  """Trains one model per learning rate in ``lr`` (a float or a sequence) at once, with
+  ``weight_decay`` (``None``: 0) for all of them.
 
   All learning rates start from the same weights (``seed``) and see the same
   batches; a partial last batch of each epoch is dropped. Returns NumPy arrays with
@@ -292,7 +313,7 @@ def train(
   def loss_fn(params, x, y):
     return _cross_entropy(apply(params, x), y)
 
-  def run(lrs, params0, arrays, key):
+  def run(lrs, wd, params0, arrays, key):
     epoch_keys = jax.random.split(key, epochs)
     # The batch order depends only on the key: every lr sees the same batches.
     orders = jax.vmap(lambda k: jax.random.permutation(k, num_train))(epoch_keys)
@@ -301,8 +322,7 @@ def train(
 
     def one_learning_rate(peak_lr):
       tx = make_optimizer(
-          optimizer_name, make_schedule(peak_lr, total_steps, warmup_fraction),
-          weight_decay)
+          optimizer_name, make_schedule(peak_lr, total_steps, warmup_fraction), wd)
 
       def step(carry, batch_indices):
         params, opt_state = carry
@@ -323,13 +343,14 @@ def train(
 
     return jax.vmap(one_learning_rate)(lrs)
 
-  # One compile per program; seeds only change the arguments (weights, key).
-  cache_key = (optimizer_name, batch_size, epochs, model, width, len(lrs), weight_decay,
+  # One compile per program; seeds and weight decays only change the arguments.
+  cache_key = (optimizer_name, batch_size, epochs, model, width, len(lrs),
                warmup_fraction, tuple((k, v.shape) for k, v in sorted(arrays.items())))
   if cache_key not in _TRAIN_CACHE:
     _TRAIN_CACHE[cache_key] = jax.jit(run)
   start = time.perf_counter()
-  outputs = _TRAIN_CACHE[cache_key](lrs, params0, arrays, jax.random.key(seed))
+  wd = jnp.asarray(0.0 if weight_decay is None else weight_decay, jnp.float32)
+  outputs = _TRAIN_CACHE[cache_key](lrs, wd, params0, arrays, jax.random.key(seed))
   train_loss, val_acc, test_acc = (np.asarray(o) for o in outputs)
   seconds = time.perf_counter() - start
   result = {"train_loss": train_loss, "val_accuracy": val_acc, "test_accuracy": test_acc,
@@ -371,8 +392,9 @@ def evaluate(options: dict, lrs: list, seed: int) -> list[dict]:
 def candidates(optimizers: Sequence[str], batch_sizes: Sequence[int], epochs: int, *,
                num_samples: int, model: str = "mlp", width: Optional[int] = None,
                warmup_fraction: float = WARMUP_FRACTION, scaling: Optional[str] = None,
-               tag: str = "") -> list[dict]:
-  """One protocol candidate per optimizer x batch size, named ``name@B<batch><tag>``."""
+               tag: str = "", tune_decay: bool = True) -> list[dict]:
+  """One protocol candidate per optimizer x batch size, named ``name@B<batch><tag>``,
+  with its weight-decay grid ``WEIGHT_DECAYS[name]`` (``tune_decay=False``: decay 0)."""
   out = []
   for name in optimizers:
     for b in batch_sizes:
@@ -381,7 +403,8 @@ def candidates(optimizers: Sequence[str], batch_sizes: Sequence[int], epochs: in
                   "options": {"optimizer": name, "batch_size": b, "epochs": epochs,
                               "num_samples": num_samples, "model": model, "width": width,
                               "warmup_fraction": warmup_fraction},
-                  "learning_rates": [centre * m for m in LR_GRID]})
+                  "learning_rates": [centre * m for m in LR_GRID],
+                  "weight_decays": list(WEIGHT_DECAYS[name]) if tune_decay else [0.0]})
   return out
 
 
@@ -399,19 +422,24 @@ def sweep(
     extra_epochs: int = 0,
     jobs: int = 1,
     progress: bool = True,
+    tune_decay: bool = True,
+    decay_widenings: int = DECAY_WIDENINGS,
 ) -> list[dict[str, Any]]:
-  """Every optimizer x batch size through the tuning protocol; with ``extra_epochs``
-  also every optimizer at the largest batch trained that many epochs. One row each:
-  ``optimizer``, ``batch_size``, ``epochs``, ``updates`` (optimizer steps per run),
-  ``lr``, ``interior`` and the protocol's ``summary`` / ``searches``."""
+  """Every optimizer x batch size through the tuning protocol (learning rate x weight
+  decay, see the module docstring); with ``extra_epochs`` also every optimizer at the
+  largest batch trained that many epochs. One row each: ``optimizer``, ``batch_size``,
+  ``epochs``, ``updates`` (optimizer steps per run), ``lr``, ``interior``,
+  ``weight_decay``, ``decay_at_edge`` and the protocol's ``summary`` / ``searches``
+  (one learning-rate search per decay)."""
   num_train = len(_cached_data(num_samples)["y_train"])
   cands = candidates(optimizers, batch_sizes, epochs, num_samples=num_samples, model=model,
-                     width=width, warmup_fraction=warmup_fraction, scaling=scaling)
+                     width=width, warmup_fraction=warmup_fraction, scaling=scaling,
+                     tune_decay=tune_decay)
   if extra_epochs:
     cands += candidates(optimizers, [max(batch_sizes)], extra_epochs,
                         num_samples=num_samples, model=model, width=width,
                         warmup_fraction=warmup_fraction, scaling=scaling,
-                        tag=f"x{extra_epochs}ep")
+                        tag=f"x{extra_epochs}ep", tune_decay=tune_decay)
   # One tick per tuned cell: the count and an estimate of the time left (on stderr),
   # with each cell's result printed above the bar.
   bar = tqdm.tqdm(total=len(cands), desc="tuning", unit="cell", disable=not progress)
@@ -424,6 +452,7 @@ def sweep(
     results = protocol.run_protocol(
         evaluate, cands, seeds=seeds, score_key="val_accuracy", higher_is_better=True,
         report_keys=("test_accuracy", "val_accuracy"), jobs=jobs,
+        decay_widenings=decay_widenings if tune_decay else 0,
         progress=report if progress else None)
   finally:
     bar.close()
@@ -515,6 +544,24 @@ def lr_table(rows: Sequence[dict[str, Any]]) -> str:
   return "\n".join(lines)
 
 
+def decay_table(rows: Sequence[dict[str, Any]]) -> str:
+  """The chosen weight decay per optimizer x batch size; ``(edge)`` when it is the
+  largest value of its (widened) grid."""
+  optimizers = list(dict.fromkeys(r["optimizer"] for r in rows))
+  cols = sorted({(r["epochs"], r["batch_size"]) for r in rows})
+  cell = {(r["optimizer"], r["epochs"], r["batch_size"]): r for r in rows}
+
+  def text(r):
+    return f"{r['weight_decay']:g}" + (" (edge)" if r.get("decay_at_edge") else "")
+
+  lines = ["| optimizer | " + " | ".join(f"B={b}, {e} ep" for e, b in cols) + " |",
+           "|---|" + "---:|" * len(cols)]
+  for name in optimizers:
+    lines.append(f"| {name} | " + " | ".join(
+        text(cell[(name, *c)]) if (name, *c) in cell else "" for c in cols) + " |")
+  return "\n".join(lines)
+
+
 def plot_results(rows: Sequence[dict[str, Any]], title: str = ""):
   """Test accuracy vs batch size (main epochs), mean with min-max bars, one line per
   optimizer; a matplotlib Figure (made without pyplot, so no GUI backend is needed)."""
@@ -579,6 +626,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       help="centre of each grid: auto = each optimizer's LR_SCALING (sqrt)")
   parser.add_argument("--warmup-fraction", type=float, default=WARMUP_FRACTION,
                       help="fraction of the steps with linear warmup (all optimizers)")
+  parser.add_argument("--decay-widenings", type=int, default=DECAY_WIDENINGS,
+                      help="times a weight-decay grid whose best value is its largest is "
+                      "extended by a factor 10")
+  parser.add_argument("--no-decay-tuning", action="store_true",
+                      help="weight decay 0 for every optimizer instead of the joint "
+                      "learning-rate x decay grid")
   parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
   parser.add_argument("--configuration", default=None,
                       help="label written to the results; None: quick with --quick, "
@@ -627,12 +680,15 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
                num_samples=args.num_samples, model=args.model, width=args.width,
                warmup_fraction=args.warmup_fraction,
                scaling=None if args.lr_scaling == "auto" else args.lr_scaling,
-               extra_epochs=args.extra_epochs, jobs=args.jobs)
+               extra_epochs=args.extra_epochs, jobs=args.jobs,
+               tune_decay=not args.no_decay_tuning, decay_widenings=args.decay_widenings)
   print(f"\nTest accuracy (%), {args.model}, mean ± std over {args.seeds} seed(s); learning "
         "rate chosen on validation (* = still at the edge of the widened grid):\n")
   print(markdown_table(rows))
   print("\nChosen peak learning rates:\n")
   print(lr_table(rows))
+  print("\nChosen weight decays (edge = the largest of the widened grid):\n")
+  print(decay_table(rows))
   within = {name: largest_batch_within(rows, name, epochs=args.epochs)
             for name in args.optimizers}
   print("\nLargest batch within 1 point of the smallest batch's accuracy: "
@@ -650,8 +706,13 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
     out = args.out
     config = {k: v for k, v in vars(args).items()
               if k not in ("out", "plot", "update_results")}
-    config.update(num_train=len(data["y_train"]), momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
-                  start_lr=BASE_LR, reference_batch=REFERENCE_BATCH)
+    tuned = not args.no_decay_tuning
+    config.update(num_train=len(data["y_train"]), momentum=MOMENTUM,
+                  weight_decay=(WEIGHT_DECAY if tuned
+                                else {name: 0.0 for name in OPTIMIZERS}),
+                  weight_decays=(WEIGHT_DECAYS if tuned
+                                 else {name: [0.0] for name in OPTIMIZERS}),
+                  tune_decay=tuned, start_lr=BASE_LR, reference_batch=REFERENCE_BATCH)
     slim = [{k: v for k, v in r.items() if k not in ("runs",)} for r in rows]
     protocol.write_results(out, "mnist1d", args.configuration, config,
                            {"rows": slim, "largest_batch_within_1_point": within,

@@ -13,7 +13,11 @@ optimizers get the same treatment:
 2. **Weight decay.** Either a small grid per optimizer, tuned jointly with the learning
    rate (one learning-rate search per weight decay), or a rule stated by the experiment
    and applied identically to every optimizer (the experiment's ``evaluate`` applies it
-   and its JSON says which).
+   and its JSON says which). With ``decay_widenings > 0`` an increasing grid whose best
+   decay (by the tuning seed's best score) is its largest value is extended upward by
+   a factor ``decay_ratio`` (default 10), one value at a time, at most that many times;
+   the result records whether the chosen decay ended at that edge (``decay_at_edge``).
+   A best decay of 0 is the grid's natural lower end (no decay), not an edge.
 3. **Equal budgets.** The experiment's ``evaluate`` gives every optimizer the same steps,
    examples and evaluations; the protocol only chooses hyperparameters.
 4. **Seeds.** The best learning rate *and its two grid neighbours* are re-run with every
@@ -236,17 +240,23 @@ def tune_learning_rate(evaluate: Evaluate, options: dict, learning_rates: Sequen
 
 def tune_candidate(evaluate: Evaluate, candidate: dict, *, seeds: Sequence[int],
                    score_key: str, higher_is_better: bool, report_keys: Sequence[str],
-                   max_widenings: int = 3, ratio: float = GRID_RATIO) -> dict[str, Any]:
+                   max_widenings: int = 3, ratio: float = GRID_RATIO,
+                   decay_widenings: int = 0, decay_ratio: float = 10.0) -> dict[str, Any]:
   """The whole protocol for one candidate (an optimizer in one setting).
 
   ``candidate``: ``name``, ``options`` (passed to ``evaluate``), ``learning_rates`` (the
   starting grid) and optionally ``weight_decays`` (a grid, each value put into
-  ``options["weight_decay"]``). ``seeds[0]`` is the tuning seed.
+  ``options["weight_decay"]``; increasing when ``decay_widenings > 0``, which extends it
+  upward while its largest value is the best). ``seeds[0]`` is the tuning seed.
   """
   seeds = list(seeds)
-  decays = candidate.get("weight_decays") or [None]
+  decays = list(candidate.get("weight_decays") or [None])
+  if decay_widenings and len(decays) > 1 and any(
+      not high > low for low, high in zip(decays, decays[1:], strict=False)):
+    raise ValueError(f"weight_decays must be increasing to be widened, got {decays}")
   searches = []
-  for wd in decays:
+
+  def search_decay(wd):
     options = dict(candidate.get("options", {}))
     if wd is not None:
       options["weight_decay"] = wd
@@ -256,9 +266,21 @@ def tune_candidate(evaluate: Evaluate, candidate: dict, *, seeds: Sequence[int],
                                 max_widenings=max_widenings, ratio=ratio)
     search["weight_decay"] = wd
     searches.append(search)
-  best_search = searches[best_index(
-      [next(p[score_key] for p in s["points"] if p["lr"] == s["best_lr"]) for s in searches],
-      higher_is_better)]
+
+  def best_decay_index():
+    return best_index(
+        [next(p[score_key] for p in s["points"] if p["lr"] == s["best_lr"])
+         for s in searches], higher_is_better)
+
+  for wd in decays:
+    search_decay(wd)
+  used_decay_widenings = 0
+  while (used_decay_widenings < decay_widenings and len(searches) > 1
+         and best_decay_index() == len(searches) - 1 and searches[-1]["weight_decay"] > 0):
+    used_decay_widenings += 1
+    search_decay(searches[-1]["weight_decay"] * decay_ratio)
+  best_search = searches[best_decay_index()]
+  decay_at_edge = (len(searches) > 1 and best_search is searches[-1])
   options = dict(candidate.get("options", {}))
   if best_search["weight_decay"] is not None:
     options["weight_decay"] = best_search["weight_decay"]
@@ -299,6 +321,8 @@ def tune_candidate(evaluate: Evaluate, candidate: dict, *, seeds: Sequence[int],
   return {
       "name": candidate["name"], "options": options,
       "weight_decay": best_search["weight_decay"],
+      "weight_decays": [s["weight_decay"] for s in searches],
+      "decay_at_edge": decay_at_edge, "decay_widenings": used_decay_widenings,
       "searches": searches, "best_lr": final_lr,
       "tuning_best_lr": best_search["best_lr"],
       "interior": (is_interior(grid.index(final_lr), len(grid))
@@ -323,29 +347,40 @@ def _strip(metrics: dict) -> dict:
 def run_protocol(evaluate: Evaluate, candidates: Sequence[dict], *, seeds: Sequence[int],
                  score_key: str, higher_is_better: bool, report_keys: Sequence[str],
                  max_widenings: int = 3, jobs: int = 1, ratio: float = GRID_RATIO,
+                 decay_widenings: int = 0, decay_ratio: float = 10.0,
                  progress: Optional[Callable[[str], None]] = print) -> list[dict]:
   """:func:`tune_candidate` for every candidate, in ``jobs`` processes (spawned, so
   JAX is started fresh in each); the results keep the candidates' order."""
   if len(seeds) < 1:
     raise ValueError("run_protocol: seeds must not be empty")
   kwargs = dict(seeds=list(seeds), score_key=score_key, higher_is_better=higher_is_better,
-                report_keys=list(report_keys), max_widenings=max_widenings, ratio=ratio)
+                report_keys=list(report_keys), max_widenings=max_widenings, ratio=ratio,
+                decay_widenings=decay_widenings, decay_ratio=decay_ratio)
   if jobs <= 1:
     out = []
     for c in candidates:
       out.append(tune_candidate(evaluate, c, **kwargs))
       if progress:
-        progress(f"  tuned {c['name']}: best lr {out[-1]['best_lr']:.3g}")
+        progress(_tuned_message(out[-1]))
     return out
   context = multiprocessing.get_context("spawn")
   with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
     futures = [pool.submit(tune_candidate, evaluate, c, **kwargs) for c in candidates]
     out = []
-    for c, f in zip(candidates, futures, strict=True):
+    for f in futures:
       out.append(f.result())
       if progress:
-        progress(f"  tuned {c['name']}: best lr {out[-1]['best_lr']:.3g}")
+        progress(_tuned_message(out[-1]))
     return out
+
+
+def _tuned_message(result: dict) -> str:
+  text = f"  tuned {result['name']}: best lr {result['best_lr']:.3g}"
+  if result.get("weight_decay") is not None:
+    text += f", weight decay {result['weight_decay']:g}"
+    if result.get("decay_at_edge"):
+      text += " (largest of its grid)"
+  return text
 
 
 def compare(results: Sequence[dict], a: str, b: str, key: str, higher_is_better: bool
@@ -363,10 +398,16 @@ def compare(results: Sequence[dict], a: str, b: str, key: str, higher_is_better:
 # ---------------------------------------------------------------------------- results
 
 
+# Paths the experiments write (results files, figures): changed, they do not make the
+# code that produced a result differ from its commit.
+GENERATED = ("results", "*.png")
+
+
 def git_state(folder: Optional[str] = None) -> dict[str, Any]:
   """``{"commit", "dirty"}`` of the checkout holding ``folder`` (default: this file's);
   ``None`` values outside a git checkout. ``dirty``: tracked files differ from the
-  commit."""
+  commit, other than what the experiments themselves rewrite (``results/`` and ``*.png``
+  figures), so a second run after an ``--update-results`` still names clean code."""
   folder = folder or os.path.dirname(os.path.abspath(__file__))
 
   def git(*args):
@@ -375,7 +416,8 @@ def git_state(folder: Optional[str] = None) -> dict[str, Any]:
 
   try:
     return {"commit": git("rev-parse", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--",
+                              ":(top)", *(f":(top,exclude){p}" for p in GENERATED)))}
   except (OSError, subprocess.SubprocessError):
     return {"commit": None, "dirty": None}
 

@@ -5,6 +5,8 @@ import importlib.util
 import pathlib
 import sys
 
+import pytest
+
 PATH = pathlib.Path(__file__).resolve().parents[2] / "examples" / "make_report.py"
 spec = importlib.util.spec_from_file_location("make_report_example", PATH)
 report = importlib.util.module_from_spec(spec)
@@ -128,3 +130,71 @@ def test_char_lm_section_with_a_joint_kappa_grid(tmp_path, monkeypatch):
   assert "The joint grid" in text and "| tiny | adamw | 0.01 |" in text
   assert "train_loss" in text
   assert "lr × weight decay tuned" in claims[0]["setup"]
+
+
+def test_cores_text_follows_the_recorded_environment():
+  old = {"cpu_count": 2}  # written before cpus_available / xla_flags were recorded
+  assert report._cores(old) == "2 CPU cores (cores and threads used not recorded)"
+  assert report._cores({"cpu_count": 2, "cpus_available": 2, "xla_flags": None}) == (
+      "2 CPU cores")
+  assert report._cores({"cpu_count": 2, "cpus_available": 1, "xla_flags": None},
+                       "shared ") == "1 of 2 shared CPU cores"
+  single = {"cpu_count": 2, "cpus_available": 2,
+            "xla_flags": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+  assert report._cores(single) == "single-threaded XLA on 2 CPU cores"
+
+
+def test_multiplicity_rule_counts_the_comparisons_of_the_page():
+  page, _ = report.build(report.load_results(), plots=None)
+  rule = next(line for line in page.splitlines() if line.startswith("- **Multiplicity**"))
+  count = report._TALLY.count()
+  assert count > 0 and f"makes {count} distinct comparisons" in rule
+  assert "{" not in rule
+  tally = report._Tally()
+  tally.add([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+  tally.add([4.0, 5.0, 6.0], [1.0, 2.0, 3.0])  # the same comparison mirrored: once
+  tally.add([1.0], [2.0])
+  assert tally.count() == 2
+  assert tally.expected_by_chance() == pytest.approx(2 / 20 + 1.0)
+
+
+def test_a_sweep_with_tuned_decay_states_its_grid_and_chosen_decays():
+  record = _mlp_record()
+  record["config"].update(
+      tune_decay=True, decay_widenings=2,
+      weight_decays={n: [0.0, 1e-4, 1e-3, 1e-2] for n in record["config"]["momentum"]})
+  for row in record["rows"]:
+    row["weight_decay"] = 1e-3
+    row["decay_at_edge"] = row["optimizer"] == "lars"
+    row["searches"] = [{**s, "weight_decay": wd} for s, wd in
+                       zip(row["searches"][:1] * 4, [0.0, 1e-4, 1e-3, 1e-2], strict=True)]
+  text, claims = report.mnist_section(record, plots=None)
+  assert "weight decay tuned jointly with the learning rate" in text
+  assert "weight decay 0 for every optimizer" not in text
+  assert "Chosen weight decays" in text and "0.001 (edge)" in text
+  assert "The joint grid (tuning seed)" in text and "0.0001: " in text
+  ordinary = next(c for c in claims if c["claim"].startswith("on par"))
+  assert "lr × weight decay tuned" in ordinary["setup"]
+  assert "chosen weight decay novograd 0.001" in ordinary["result"]
+  # an untuned sweep (as the older records are) still says so
+  record = _mlp_record()
+  record["config"].update(tune_decay=False,
+                          weight_decay={n: 0.0 for n in record["config"]["momentum"]})
+  text, claims = report.mnist_section(record, plots=None)
+  assert "weight decay 0 for every optimizer (not tuned)" in text
+  assert "Chosen weight decays" not in text
+  large = next(c for c in claims if c["claim"].startswith("works well"))
+  assert "weight decay 0 (not tuned)" in large["setup"]
+
+
+def test_scale_invariant_section_states_the_decay_setting_from_the_record():
+  import copy
+  record = copy.deepcopy(report.load_results()["scale_invariant_full"])
+  if record["config"].get("tune_decay"):
+    text, claims = report.scale_invariant_section(record, plots=None)
+    assert "weight decay tuned jointly with the learning rate" in text
+    assert "The joint grid (tuning seed)" in text
+    assert all("lr × weight decay tuned" in c["setup"] for c in claims)
+  record["config"]["tune_decay"] = False
+  text, claims = report.scale_invariant_section(record, plots=None)
+  assert "no weight decay" in text and "The joint grid" not in text

@@ -141,6 +141,53 @@ def test_quick_run_learns_offline(no_network, tmp_path, monkeypatch, capsys):
       f"{o}@B{b}" for o in example.OPTIMIZERS for b in (32, 512)}
   # updates per run: 3 epochs of 2880 training samples
   assert {r["updates"] for r in record["rows"]} == {3 * (2880 // 32), 3 * (2880 // 512)}
+  assert record["config"]["tune_decay"] and record["config"]["weight_decays"]
+  for row in record["rows"]:
+    _assert_joint_grid_searched(row, example.WEIGHT_DECAYS[row["optimizer"]])
+
+
+def _assert_joint_grid_searched(row, grid):
+  """One learning-rate search per weight decay of the (possibly widened) grid, and the
+  chosen decay is the one whose best rate scored highest on validation (ties: first)."""
+  decays = [s["weight_decay"] for s in row["searches"]]
+  assert decays == row["weight_decays"]
+  assert decays[:len(grid)] == pytest.approx(list(grid))  # then x10 widenings, if any
+  for low, high in zip(decays[len(grid) - 1:], decays[len(grid):], strict=False):
+    assert high == pytest.approx(10 * low)
+  assert len(grid) >= 4 and grid[0] == 0 and grid[-1] / grid[1] >= 100  # 0 + 2 decades
+  best = [next(p["val_accuracy"] for p in s["points"] if p["lr"] == s["best_lr"])
+          for s in row["searches"]]
+  clean = [-1.0 if b is None else b for b in best]
+  assert row["weight_decay"] == decays[clean.index(max(clean))]
+  assert row["decay_at_edge"] == (row["weight_decay"] == decays[-1])
+  # every search has its own learning-rate grid (at least the 5 starting points)
+  assert all(len(s["points"]) >= 5 for s in row["searches"])
+
+
+def test_weight_decay_is_applied_and_traced_decay_matches_a_constant():
+  """A decay changes training (so the joint grid searches something), and the decay
+  passed as an argument of the compiled program gives the constant-decay optimizer's
+  result."""
+  import jax.numpy as jnp
+  import optax
+
+  data = example.load_data(num_samples=1000, seed=0)
+  plain = example.train("sgd", 0.1, 64, 2, data=data, weight_decay=0.0)
+  decayed = example.train("sgd", 0.1, 64, 2, data=data, weight_decay=0.05)
+  assert not np.allclose(plain["train_loss"], decayed["train_loss"])
+  params = {"w": jnp.arange(6.0).reshape(2, 3)}
+  grads = {"w": jnp.full((2, 3), 0.5)}
+  for name in example.OPTIMIZERS:
+    wd = example.WEIGHT_DECAY[name]
+    traced = example.make_optimizer(name, 0.1, jnp.asarray(wd, jnp.float32))
+    constant = example.make_optimizer(name, 0.1, wd)
+    a, _ = traced.update(grads, traced.init(params), params)
+    b, _ = constant.update(grads, constant.init(params), params)
+    np.testing.assert_allclose(a["w"], b["w"], rtol=1e-6, err_msg=name)
+  reference = optax.chain(optax.add_decayed_weights(1e-2), optax.sgd(0.1, momentum=0.9))
+  ours = example.make_optimizer("sgd", 0.1, 1e-2)
+  np.testing.assert_allclose(ours.update(grads, ours.init(params), params)[0]["w"],
+                             reference.update(grads, reference.init(params), params)[0]["w"])
 
 
 def test_cnn_learns_with_a_single_learning_rate():

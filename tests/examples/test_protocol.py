@@ -108,6 +108,59 @@ def test_candidate_runs_seeds_at_best_and_neighbours_and_tunes_decay():
   assert out["interior"]
 
 
+def _decay_evaluate(best_wd, seen):
+  def evaluate(options, lrs, seed):
+    seen.append(options["weight_decay"])
+    wd = options["weight_decay"]
+    distance = abs(math.log10(wd / best_wd)) if wd > 0 else 50.0
+    return [{"loss": abs(math.log10(lr) + 2.0) + distance + 0.01 * seed} for lr in lrs]
+  return evaluate
+
+
+def test_decay_grid_at_its_top_edge_is_widened_upward_until_interior():
+  seen = []
+  cand = {"name": "x", "learning_rates": protocol.log_grid(0.01),
+          "weight_decays": [0.0, 1e-4, 1e-3, 1e-2]}
+  out = protocol.tune_candidate(_decay_evaluate(1.0, seen), cand, seeds=[0],
+                                score_key="loss", higher_is_better=False,
+                                report_keys=["loss"], decay_widenings=3)
+  # 1e-2 is best of the starting grid: 1e-1, then 1 (best), then 10 (worse): interior
+  assert out["weight_decays"] == pytest.approx([0.0, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0])
+  assert out["weight_decay"] == pytest.approx(1.0)
+  assert not out["decay_at_edge"] and out["decay_widenings"] == 3
+  # one learning-rate search per decay, and every search is recorded with its decay
+  assert [s["weight_decay"] for s in out["searches"]] == pytest.approx(out["weight_decays"])
+
+
+def test_decay_widening_budget_spent_reports_the_edge_and_zero_is_no_edge():
+  cand = {"name": "x", "learning_rates": protocol.log_grid(0.01),
+          "weight_decays": [0.0, 1e-4, 1e-3, 1e-2]}
+  out = protocol.tune_candidate(_decay_evaluate(1e3, []), cand, seeds=[0],
+                                score_key="loss", higher_is_better=False,
+                                report_keys=["loss"], decay_widenings=1)
+  assert out["weight_decay"] == pytest.approx(0.1) and out["decay_at_edge"]
+  # without widening (the default) the grid is searched as given
+  seen = []
+  out = protocol.tune_candidate(_decay_evaluate(1e3, seen), cand, seeds=[0],
+                                score_key="loss", higher_is_better=False,
+                                report_keys=["loss"])
+  assert out["weight_decay"] == pytest.approx(1e-2) and out["decay_at_edge"]
+  assert sorted(set(seen)) == [0.0, 1e-4, 1e-3, 1e-2]
+
+  def no_decay_best(options, lrs, seed):
+    return [{"loss": abs(math.log10(lr) + 2.0) + options["weight_decay"]} for lr in lrs]
+
+  out = protocol.tune_candidate(no_decay_best, cand, seeds=[0], score_key="loss",
+                                higher_is_better=False, report_keys=["loss"],
+                                decay_widenings=2)
+  assert out["weight_decay"] == 0.0 and not out["decay_at_edge"]
+  assert out["decay_widenings"] == 0
+  with pytest.raises(ValueError, match="increasing"):
+    protocol.tune_candidate(no_decay_best, {**cand, "weight_decays": [1e-2, 0.0]}, seeds=[0],
+                            score_key="loss", higher_is_better=False, report_keys=["loss"],
+                            decay_widenings=1)
+
+
 def test_summarize_hand_computed():
   s = protocol.summarize([1.0, 2.0, 4.0])
   assert s["mean"] == pytest.approx(7 / 3)
@@ -247,3 +300,30 @@ def test_seeds_preferring_the_grid_edge_widen_it_until_the_choice_is_interior():
 def test_without_widening_budget_an_edge_choice_is_reported_not_interior():
   r = tune_with_split_optimum(3.0, max_widenings=0)
   assert r["best_lr"] == pytest.approx(1.0) and not r["interior"]
+
+
+def test_git_state_ignores_rewritten_results_and_figures(tmp_path):
+  import subprocess
+
+  def git(*args):
+    subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+  git("init", "-q")
+  (tmp_path / "examples").mkdir()
+  (tmp_path / "results").mkdir()
+  (tmp_path / "docs").mkdir()
+  (tmp_path / "examples" / "x.py").write_text("a = 1\n")
+  (tmp_path / "results" / "r.json").write_text("{}\n")
+  (tmp_path / "docs" / "f.png").write_bytes(b"png")
+  git("add", ".")
+  git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+  folder = str(tmp_path / "examples")
+  assert protocol.git_state(folder)["dirty"] is False
+  (tmp_path / "results" / "r.json").write_text('{"new": 1}\n')
+  (tmp_path / "docs" / "f.png").write_bytes(b"other")
+  assert protocol.git_state(folder)["dirty"] is False  # an experiment's own outputs
+  (tmp_path / "docs" / "page.md").write_text("untracked\n")
+  assert protocol.git_state(folder)["dirty"] is False
+  (tmp_path / "examples" / "x.py").write_text("a = 2\n")
+  state = protocol.git_state(folder)
+  assert state["dirty"] is True and len(state["commit"]) == 40

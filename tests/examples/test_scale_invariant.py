@@ -77,9 +77,15 @@ def test_fires_exactly_where_adamp_differs_from_adamw():
 
 
 def test_quick_cli_writes_norms_and_verdicts(tmp_path, monkeypatch):
-  def fake(name, lrs, *, seed, **kwargs):
+  decays_seen = {}
+
+  def fake(name, lrs, *, seed, weight_decay, **kwargs):
+    decays_seen.setdefault(name, set()).add(weight_decay)
     best = example.START_LR[name]
-    return [{"val_accuracy": 0.5 - abs(np.log10(lr / best)) / 10,
+    # validation best at the grid centre's decay (interior), worst without decay
+    wd_best = example.WEIGHT_DECAY[name]
+    wd_penalty = abs(np.log10(weight_decay / wd_best)) / 100 if weight_decay else 0.05
+    return [{"val_accuracy": 0.5 - abs(np.log10(lr / best)) / 10 - wd_penalty,
              "test_accuracy": 0.5 + 0.01 * seed, "steps": [10], "kernel_norm": [[1.0]] * 3,
              "effective_step": [[0.1]] * 3, "fired_share": [2 / 3], "fired_rate": [1, 1, 0],
              "final_norm": [2.0 if name.endswith("p") else 4.0 + seed] * 3} for lr in lrs]
@@ -92,3 +98,17 @@ def test_quick_cli_writes_norms_and_verdicts(tmp_path, monkeypatch):
   assert verdicts[("adamp", "final_invariant_norm")] == "wins"  # 2.0 < 4, 5, 6
   assert verdicts[("sgdp", "test_accuracy")] == "tie"  # identical seed values
   assert all(r["interior"] for r in record["results"])
+  # the joint grid: one learning-rate search per decay, the best decay chosen
+  for r in record["results"]:
+    grid = list(example.WEIGHT_DECAYS[r["name"]])
+    assert [s["weight_decay"] for s in r["searches"]] == pytest.approx(grid)
+    assert decays_seen[r["name"]] == set(grid)
+    assert r["weight_decay"] == pytest.approx(example.WEIGHT_DECAY[r["name"]])
+    assert not r["decay_at_edge"]
+  assert record["config"]["tune_decay"]
+  # searches keep scalars only; the chosen setting's curves are in runs
+  point = record["results"][0]["searches"][0]["points"][0]
+  assert "val_accuracy" in point and "kernel_norm" not in point
+  assert "kernel_norm" in record["results"][0]["runs"][0]
+  assert example.WEIGHT_DECAYS["adamp"] == example.WEIGHT_DECAYS["adamw"]  # same per pair
+  assert example.WEIGHT_DECAYS["sgdp"] == example.WEIGHT_DECAYS["sgd"]
