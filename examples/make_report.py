@@ -372,8 +372,10 @@ def masked_lm_section(record: dict, plots: Optional[bool]) -> tuple[str, list[di
   masking = cfg["masking"]
   lines = [f"## BERT-style masked-LM pretraining ({record['configuration']} configuration)",
            "", provenance(record), "",
-           "Claim (NovoGrad paper, later versions, §5 BERT pre-training): NovoGrad "
-           "pre-trains BERT on par with or better than Adam and LAMB.", "",
+           "Claim (NovoGrad paper, §5, BERT pre-training; an experiment of the arXiv "
+           "versions, absent from the ICLR-submission text among the project's sources): "
+           "NovoGrad pre-trains BERT on par with or better than Adam and LAMB. NovoGrad's "
+           "settings are those of the authors' public BERT-pretraining script.", "",
            f"Setup: the pinned corpus of the character LM (SHA-256 "
            f"`{cfg['corpus_sha256'][:12]}…`, the same train / validation / test blocks), "
            "characters as tokens plus one [MASK] token; the BERT masking rule "
