@@ -395,7 +395,8 @@ def masked_lm_section(record: dict, plots: Optional[bool]) -> tuple[str, list[di
            f"{cfg['seeds']} (each sets the initialization, the training masks and the batch "
            "order) at the best rate and its neighbours, chosen by mean validation loss. "
            "Validation and test: masked-token cross-entropy (nats) and accuracy on the "
-           "whole splits, one fixed draw of masks; training loss on fixed masked training "
+           "splits' non-overlapping windows (whole chunks of 64 windows), one fixed draw "
+           "of masks; training loss on fixed masked training "
            "windows; mean ± std (min–max) over seeds.", ""]
   rows, drops = [], []
   for n in names:

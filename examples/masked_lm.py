@@ -16,7 +16,9 @@ tuning protocol of ``examples/protocol.py``:
   probability 15%; of the chosen, 80% become ``[MASK]``, 10% a random character, 10%
   stay. The loss and accuracy count the chosen positions only. Training masks are
   drawn afresh every step from the seed; validation and test masks are drawn once with
-  a fixed key, so every run is scored on the same task.
+  a fixed key, so every run is scored on the same task. Validation and test use the
+  non-overlapping windows of their splits in whole chunks of 64 windows (704 of 720 in
+  the full configuration).
 * **Model**: a bidirectional pre-norm Transformer encoder, the blocks of
   ``char_lm.py`` run with ``nnx.scan`` without the causal mask; NovoGrad and LAMB take
   one norm (NovoGrad) or trust ratio (LAMB) per layer of the stack.
@@ -75,9 +77,10 @@ EVAL_MASK_SEED = 1234  # one fixed draw of validation / test / training-loss mas
 
 CONFIGS = {
     # width 32, 2 layers, 2 heads; 64 sequences of 64 characters per step (4096 tokens,
-    # about 600 of them targets), 200 steps. Sized for about 40 min of one CPU core
-    # shared with other jobs, single-threaded XLA. `pad_lrs`: every call trains at
-    # least this many rates (repeats of the last), so few shapes are compiled.
+    # about 600 of them targets: the largest batch the budget allowed), 200 steps; 31 min
+    # on 2 CPU cores shared with other jobs (load about 8), single-threaded XLA
+    # (2026-12-02). `pad_lrs`: every call trains at least this many rates (repeats of
+    # the last), so few shapes are compiled.
     "full": dict(width=32, heads=2, layers=2, context=64, batch_size=64, steps=200,
                  warmup_share=0.05, eval_every=50, eval_windows=256,
                  weight_decays=(0.0, 1e-3, 1e-2, 1e-1), seeds=(0, 1, 2), pad_lrs=3),
@@ -256,9 +259,10 @@ def _make_run(name, graphdef, rest, num_chars, *, steps, warmup, batch_size, con
 
 
 def eval_sets(context: int, eval_windows: int, chunk: int = 64):
-  """Fixed masked windows: the whole validation and test splits, ``eval_windows`` of
-  the training split (the training loss) and of validation (the curves); each
-  ``(tokens, inputs, targets)`` in chunks of ``chunk`` windows."""
+  """Fixed masked windows: the validation and test splits, ``eval_windows`` of the
+  training split (the training loss) and of validation (the curves); each
+  ``(tokens, inputs, targets)`` in chunks of ``chunk`` windows (a last partial chunk
+  is left out)."""
   train_b, valid_b, test_b, alphabet = _data()
   rng = np.random.default_rng(EVAL_MASK_SEED)
 
@@ -286,9 +290,9 @@ def train_grid(name: str, lrs, *, seed: int, weight_decay: float, width: int, he
   """Trains one encoder per learning rate in ``lrs`` (vmapped; same init, batches and
   masks). Returns per rate ``train_loss`` / ``train_acc`` (fixed masked windows of the
   training split), ``valid_loss``, ``valid_acc``, ``test_loss``, ``test_acc`` (masked
-  positions of the whole splits), and the curves ``curve_step``, ``curve_train`` (mean
-  loss of the training batches since the previous point) and ``curve_valid`` (fixed
-  validation windows)."""
+  positions of the splits' windows, see :func:`eval_sets`), and the curves
+  ``curve_step``, ``curve_train`` (mean loss of the training batches since the previous
+  point) and ``curve_valid`` (fixed validation windows)."""
   train_b, _, _, alphabet = _data()
   if steps % eval_every:
     raise ValueError(f"steps ({steps}) must be a multiple of eval_every ({eval_every})")
