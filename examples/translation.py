@@ -9,11 +9,15 @@ tuning protocol of ``examples/protocol.py``:
 
 * **Task**, generated offline with a fixed seed (``DATA_SEED``): translate a number
   written in digits into English words, e.g. ``4 0 0 1 7`` -> ``forty thousand
-  seventeen``. Numbers are drawn with a digit count uniform in 1-6 and then uniform
+  seventeen``. Numbers are drawn with a digit count uniform in 1-9 and then uniform
   among the numbers of that many digits; duplicates are dropped and the distinct
   numbers split at random into train / validation / test, so no number is in two
-  splits. Source: one token per digit; target: one token per word (zero to nineteen,
-  the tens, ``hundred``, ``thousand``; no "and", no hyphens), then an end token.
+  splits. Source: one token per digit; target: one token per word (31 words: zero to
+  nineteen, the tens, ``hundred``, ``thousand``, ``million``; no "and", no hyphens),
+  then an end token. The training split is small (3000 pairs for up to 9-digit
+  numbers), so that the held-out scores measure generalization rather than recall: with
+  numbers of up to 6 digits and 10,000 pairs both optimizers reached BLEU 100 on
+  validation in a trial, which could not separate them.
 * **Model**: pre-norm encoder-decoder Transformer (``layers`` encoder and ``layers``
   decoder blocks, learned positions, no dropout), trained teacher-forced with
   cross-entropy and label smoothing 0.1 (Vaswani et al., 2017).
@@ -77,7 +81,7 @@ MOMENTUM = {"novograd": "b1 0.95, b2 0.98", "adamw": "b1 0.9, b2 0.98"}
 WARMUP_FRACTION = 0.04
 LABEL_SMOOTHING = 0.1
 DATA_SEED = 0
-MAX_DIGITS = 6
+MAX_DIGITS = 9
 
 ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
         "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
@@ -93,7 +97,7 @@ TARGET_LENGTH = MAX_DIGITS // 3 * 4 + MAX_DIGITS // 3 - 1 + 2  # most words, end
 
 CONFIGS = {
     # about 30 min of one CPU core shared with other jobs, single-threaded XLA
-    "full": dict(train_size=10_000, valid_size=500, test_size=500, width=32, heads=4,
+    "full": dict(train_size=3000, valid_size=500, test_size=500, width=32, heads=4,
                  layers=2, steps=1000, batch_size=32, eval_every=100, seeds=(0, 1, 2),
                  pad=3),
     "quick": dict(train_size=512, valid_size=64, test_size=64, width=16, heads=2, layers=1,

@@ -60,7 +60,7 @@ def test_splits_are_disjoint_deterministic_and_cover_every_length():
 def test_encoding_of_one_pair_by_hand():
   source, target = translation.encode([40017])
   # digits 4 0 0 1 7 -> ids digit + 1, then padding
-  assert source[0].tolist() == [5, 1, 1, 2, 8, 0]
+  assert source[0].tolist() == [5, 1, 1, 2, 8] + [0] * (translation.SOURCE_LENGTH - 5)
   vocab = translation.TARGET_VOCAB
   assert [vocab[i] for i in target[0]] == ["<s>", "forty", "thousand", "seventeen", "</s>",
                                            *["<pad>"] * (translation.TARGET_LENGTH - 5)]
