@@ -732,7 +732,12 @@ def speech_section(record: dict, plots: bool) -> tuple[str, list[dict]]:
            "best rate and its neighbours, chosen by mean validation label error rate. "
            "Label error rate (LER) = edit distance of the greedy CTC decode over the "
            "reference length, summed over the split (the paper's WER, on digits); % "
-           "below, mean ± std (min–max) over seeds.", ""]
+           "below, mean ± std (min–max) over seeds. With LUC no layer moves by more than "
+           "trust × its weight norm per step, so above some peak rate the cap, not the "
+           "rate, sets the step for most of training, and the rate acts only through the "
+           "end of the decay. The budget is "
+           f"{cfg['steps'] * cfg['batch_size'] / cfg['train_sequences']:.1f} epochs, not "
+           "the paper's 400: these are early-training error rates.", ""]
   rows = []
   for name in names:
     r = results[name]
