@@ -671,6 +671,15 @@ def _decay_text(r: dict, grid: list) -> str:
   return _kappa_text(r["weight_decay"], grid)
 
 
+def _decay_edge_text(record: dict, names: list[str]) -> str:
+  """``"; weight decay at the top of its grid for X"`` for the optimizers whose chosen
+  decay is the largest tried (a larger one might have scored better), else ``""``."""
+  grids = record["config"]["weight_decays"]
+  top = [r["name"] for r in record["results"]
+         if r["name"] in names and r["weight_decay"] == max(grids[r["name"]])]
+  return "; weight decay at the top of its grid for " + ", ".join(top) if top else ""
+
+
 def _joint_grid_rows(record: dict, names: list[str], key: str, scale: float = 1.0,
                      digits: int = 3) -> list[list[Any]]:
   """Per optimizer and weight decay: the tuning seed's best learning rate (``(edge)``
@@ -692,7 +701,8 @@ def _lr_plot(record: dict, names: list[str], key: str, label: str, fname: str,
   results = {r["name"]: r for r in record["results"]}
   fig, axes = _fig_row(len(names))
   for ax, name in zip(axes, names, strict=True):
-    for search, ls in zip(results[name]["searches"], ("-", "--", ":", "-."), strict=False):
+    for k, search in enumerate(results[name]["searches"]):
+      ls = ("-", "--", ":", "-.")[k % 4]
       xs = [p["lr"] for p in search["points"]]
       ys = [math.nan if p[key] is None else scale * p[key] for p in search["points"]]
       ax.plot(xs, ys, ls=ls, marker="o", label=f"wd {search['weight_decay']:g}")
@@ -793,6 +803,7 @@ def speech_section(record: dict, plots: bool) -> tuple[str, list[dict]]:
       result += "; best rate at the grid's edge for " + ", ".join(edge)
     if stuck:
       result += "; " + ", ".join(stuck) + " did not learn at any rate or decay tried"
+    result += _decay_edge_text(record, [n for n in names if n not in stuck])
     claims.append({
         "claim": "lower error rate than SGD and Adam on speech recognition (§5.2)",
         "evidence": "Jasper-10x5 with CTC on LibriSpeech, 400 epochs: WER 3.86 vs SGD 3.98, "
@@ -872,7 +883,8 @@ def translation_section(record: dict, plots: bool) -> tuple[str, list[dict]]:
                   f"{pm(bleu['b_summary'], 1, 1)} ({bleu['verdict']}); token accuracy (%) "
                   f"{pm(acc['a_summary'], 100, 1)} vs {pm(acc['b_summary'], 100, 1)} "
                   f"({acc['verdict']})"
-                  + ("; best rate at the grid's edge for " + ", ".join(edge) if edge else ""),
+                  + ("; best rate at the grid's edge for " + ", ".join(edge) if edge else "")
+                  + _decay_edge_text(record, names),
         "verdict": _verdict_word([bleu["verdict"]])})
   return "\n".join(lines), claims
 
