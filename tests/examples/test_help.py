@@ -35,7 +35,7 @@ def option_blocks(help_text: str) -> dict[str, str]:
 
 def test_the_scripts_are_found():
   assert {p.name for p in SCRIPTS} >= {"mnist1d.py", "char_lm.py", "masked_lm.py",
-                                       "protocol.py"}
+                                       "protocol.py", "speech_ctc.py", "translation.py"}
 
 
 @pytest.mark.parametrize("script,command", COMMANDS, ids=[c[0] for c in COMMANDS])
