@@ -23,13 +23,11 @@ gradients (that would copy them, and gather a leaf that is sharded over devices)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from novograd_optax._src import layer_moments
-from novograd_optax._src import layers as layers_lib
 from novograd_optax._src.layer_moments import LayerMoments
 
 # The moment update: one array per column (the new squared norms, the old moment, and
@@ -39,19 +37,15 @@ Moment = Callable[..., tuple[jax.Array, ...]]
 Reciprocal = Callable[[jax.Array], jax.Array]
 
 
-def stacked(moment: Moment, reciprocal: Reciprocal, grads: Sequence[jax.Array],
-            leaf_layers: Sequence[layers_lib.LeafLayers], norm: str, axis_name: Any,
+def stacked(moment: Moment, reciprocal: Reciprocal, squared: Sequence[jax.Array],
             moments: Sequence[LayerMoments]) -> tuple[list[LayerMoments], list[jax.Array]]:
-  """The per-layer squared norms of every leaf, then the moment update and reciprocal
-  once per dtype on them, stacked.
+  """The moment update and reciprocal once per dtype, on every leaf's squared norms
+  concatenated.
 
   Args:
     moment: the moment update, elementwise over layers.
     reciprocal: the reciprocal denominator of the last state ``moment`` returns.
-    grads: the leaves, in the params' leaf order.
-    leaf_layers: each leaf's layer and reduced axes.
-    norm: ``"l2"`` or ``"linf"``.
-    axis_name: mesh axes the leaves are split over (the norms are all-reduced), or None.
+    squared: per leaf, in the params' leaf order, its per-layer squared norms.
     moments: the stored state (``nu``, and ``nu_max`` with AMSGrad), of one layout.
 
   Returns:
@@ -60,13 +54,10 @@ def stacked(moment: Moment, reciprocal: Reciprocal, grads: Sequence[jax.Array],
   """
   layout = moments[0].layout
   vectors: list[list[jax.Array]] = [[] for _ in moments]
-  inverses: list = [None] * len(grads)
+  inverses: list = [None] * len(squared)
   for k, dtype in enumerate(layout.dtypes):
     indices = layout.leaves_of(k)
-    norms = _squared_norms([layers_lib.layer_partials(grads[i], leaf_layers[i], norm)
-                            .astype(dtype) for i in indices], norm)
-    if axis_name is not None:
-      norms = (jax.lax.psum if norm == "l2" else jax.lax.pmax)(norms, axis_name)
+    norms = jnp.concatenate([jnp.ravel(squared[i]).astype(dtype) for i in indices])
     new = moment(norms, *(m.vectors[k] for m in moments))
     for column, vector in zip(vectors, new, strict=True):
       column.append(vector)
@@ -74,29 +65,3 @@ def stacked(moment: Moment, reciprocal: Reciprocal, grads: Sequence[jax.Array],
     for i, piece in zip(indices, pieces, strict=True):
       inverses[i] = piece
   return [LayerMoments(v, layout) for v in vectors], inverses
-
-
-def _squared_norms(partials: Sequence[jax.Array], norm: str) -> jax.Array:
-  """Every layer's squared norm, in order, from each leaf's ``(layers, parts)``
-  partials: the parts of leaves whose part counts round up to the same power of two
-  are zero-padded to it, stacked and reduced together, so a whole tree takes a few
-  second-stage reductions instead of one per large leaf. (A reduction of fixed order,
-  not a scatter-add: the result does not depend on the GPU's atomics.)"""
-  buckets: dict[int, list[int]] = {}
-  for i, p in enumerate(partials):
-    parts = p.shape[1]
-    buckets.setdefault(1 if parts <= 1 else 1 << (parts - 1).bit_length(), []).append(i)
-  per_leaf: list = [None] * len(partials)
-  for width, members in buckets.items():
-    if width == 1:
-      for i in members:  # already one value per layer (or a leaf of no layers)
-        per_leaf[i] = jnp.sum(partials[i], axis=1)
-      continue
-    rows = jnp.concatenate([jnp.pad(partials[i], ((0, 0), (0, width - partials[i].shape[1])))
-                            for i in members])
-    done = jnp.sum(rows, axis=1) if norm == "l2" else jnp.max(rows, axis=1)
-    offset = 0
-    for i in members:
-      per_leaf[i] = done[offset:offset + partials[i].shape[0]]
-      offset += partials[i].shape[0]
-  return jnp.concatenate(per_leaf)

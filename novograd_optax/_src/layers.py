@@ -24,10 +24,8 @@ decay only each layer's weight matrices.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
 from collections.abc import Callable
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import jax
 import jax.numpy as jnp
@@ -228,52 +226,6 @@ def layer_squared_norms(
     if axis_name is not None:
       per_layer = jax.lax.pmax(per_layer, axis_name)
   return per_layer
-
-
-# The longest run of trailing elements layer_partials reduces in one pass. XLA:GPU
-# reduces a longer row in two kernels (its tree-reduction rewrite), one leaf at a time.
-PARTIAL_ROW = 4096
-
-
-def layer_partials(g: jax.Array, leaf_layers: LeafLayers, norm: str) -> jax.Array:
-  """Partial squared norms (``"l2"``: sums; ``"linf"``: maxima) of each layer of a
-  leaf, shape ``(layers, parts)``: summing (maximizing) each row gives
-  :func:`layer_squared_norms` without ``axis_name``.
-
-  The leaf's trailing reduced axes are contiguous in memory; they are viewed as rows of
-  at most ``PARTIAL_ROW`` elements (the longest divisor of their size), each reduced
-  here, and the rows are left as ``parts`` with any other reduced axes. Large leaves
-  then take one short-row reduction each, and their parts are finished together with
-  other leaves' (:func:`novograd_optax._src.layer_layout.stacked`). A leaf whose last
-  axis indexes layers, or whose trailing size has no divisor of a useful length, is
-  reduced whole (one part).
-  """
-  squared = _squared_magnitude(g)
-  shape = squared.shape
-  first = len(shape)  # the trailing reduced axes are first..ndim-1
-  while first > 0 and first - 1 in leaf_layers.reduce_axes:
-    first -= 1
-  trailing = math.prod(shape[first:])
-  row = _longest_row(trailing)
-  reduce = (jnp.sum if norm == "l2" else
-            # initial=0 keeps zero-size layers well defined (||.||_inf of nothing is 0).
-            functools.partial(jnp.max, initial=0.0))
-  layers = math.prod(shape[a] for a in leaf_layers.layer_axes)
-  if first == len(shape) or row is None:
-    return reduce(squared, axis=leaf_layers.reduce_axes).reshape(layers, 1)
-  partial = reduce(squared.reshape(shape[:first] + (trailing // row, row)), axis=-1)
-  layer_first = list(leaf_layers.layer_axes) + [
-      a for a in range(first + 1) if a not in leaf_layers.layer_axes]
-  return jnp.transpose(partial, layer_first).reshape(layers, -1 if layers else 0)
-
-
-def _longest_row(size: int) -> Optional[int]:
-  """The largest divisor of ``size`` up to ``PARTIAL_ROW``; None when that is too short
-  to be worth a separate pass (then XLA reduces the leaf as it sees fit)."""
-  if size <= PARTIAL_ROW:
-    return size if size > 0 else None
-  row = next(d for d in range(PARTIAL_ROW, 0, -1) if size % d == 0)
-  return row if row >= PARTIAL_ROW // 8 else None
 
 
 def whole_leaf(leaf: Any) -> LeafLayers:

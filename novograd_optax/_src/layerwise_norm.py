@@ -149,6 +149,8 @@ def scale_by_layerwise_norm(
     grads, treedef = jax.tree.flatten(updates)
     lays = treedef.flatten_up_to(layers)
     _check_moment_shapes(updates, lays, state.nu.layout.shapes)
+    squared_norms = [layers_lib.layer_squared_norms(g, lay, norm, axis_name)
+                     for g, lay in zip(grads, lays, strict=True)]
     moments = [state.nu, state.nu_max] if amsgrad else [state.nu]
 
     def moment(squared, previous, previous_max=None):
@@ -170,8 +172,7 @@ def scale_by_layerwise_norm(
       return new, jnp.where(jnp.isposinf(previous_max), new, jnp.maximum(previous_max, new))
 
     new_moments, inverses = layer_layout.stacked(
-        moment, lambda v: _reciprocal_denominator(v, eps, eps_root), grads, lays, norm,
-        axis_name, moments)
+        moment, lambda v: _reciprocal_denominator(v, eps, eps_root), squared_norms, moments)
 
     def normalize(g, inverse, lay):
       inverse = jnp.expand_dims(inverse, lay.reduce_axes)
