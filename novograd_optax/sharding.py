@@ -9,16 +9,17 @@ NovoGrad's state has two kinds of leaves:
 
 * the first moment (``optax.trace``/``optax.ema``), ``MultiSteps``' accumulated
   gradients, ... have the shape of their weight: they get the weight's sharding;
-* the per-layer second moment ``nu`` (a scalar per layer, or one value per
-  stacked layer) and the step counts are tiny: they are replicated, so that
-  every device divides its shard of a layer by the norm of the *whole* layer.
+* the per-layer second moment ``nu`` (a :class:`~novograd_optax.LayerMoments`:
+  one vector per dtype holding a value per layer) and the step counts are tiny:
+  they are replicated, so that every device divides its shard of a layer by the
+  norm of the *whole* layer.
 
 The state is computed abstractly (``jax.eval_shape`` of ``init``, no memory
 used); its subtrees with the params' tree structure are the per-param ones, and
-leaf shapes tell a moment from a per-layer statistic, since ``nu`` has the
-params' structure with smaller leaves. (``optax.tree_map_params`` is not used: it
-calls ``init`` on a placeholder, which fails once ``layer_axes`` or a mask is a
-pytree, and it would report ``nu`` as a params-shaped tree.)
+within them leaf shapes tell a moment from a smaller per-layer statistic (as other
+libraries' optimizers keep one per leaf). (``optax.tree_map_params`` is not used:
+it calls ``init`` on a placeholder, which fails once ``layer_axes`` or a mask is a
+pytree.)
 """
 
 from __future__ import annotations

@@ -85,6 +85,26 @@ def test_moments_are_one_vector_per_dtype_viewed_per_layer():
     assert paths == ["['float32']", "['float64']"]
 
 
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_optax_tree_map_params_maps_the_moments_as_non_params(amsgrad):
+  """optax.tree_map_params (e.g. to build partition specs) gives the params-shaped
+  first moment the params' values and hands the per-layer moments, which are not
+  params-shaped, to `transform_non_params` like the step count."""
+  params = {"w": jnp.ones((3, 2)), "b": jnp.ones((2,))}
+  specs = {"w": "spec-w", "b": "spec-b"}
+  opt = novograd(0.1, amsgrad=amsgrad)
+  state = opt.init(params)
+  mapped = optax.tree_map_params(opt, lambda _, spec: spec, state, specs,
+                                 transform_non_params=lambda _: "replicated")
+  layerwise, *rest = mapped
+  assert layerwise.count == "replicated" and layerwise.nu == "replicated"
+  assert layerwise.nu_max == ("replicated" if amsgrad else None)
+  assert [s.trace for s in rest if isinstance(s, optax.TraceState)] == [specs]
+  # Without transform_non_params the state comes back unchanged.
+  same = optax.tree_map_params(opt, lambda p: p, state)
+  jax.tree.map(np.testing.assert_array_equal, same, state)
+
+
 def test_a_stacked_leaf_with_another_number_of_layers_is_refused():
   opt = scale_by_layerwise_norm(layer_axes=0)
   state = opt.init({"stack": jnp.zeros((3, 2))})

@@ -121,6 +121,14 @@ def scale_by_layerwise_norm(
         tree, layers))
 
   def init_fn(params):
+    if _is_optax_params_placeholder(params):
+      # optax.tree_map_params calls init on a placeholder to find the params-shaped
+      # fields. The moments are not params-shaped and their layout needs real leaves:
+      # an opaque leaf in their place makes tree_map_params hand each whole
+      # LayerMoments to `transform_non_params`, as it does the step count.
+      opaque = jnp.zeros([])
+      return ScaleByLayerwiseNormState(
+          count=jnp.zeros([], jnp.int32), nu=opaque, nu_max=opaque if amsgrad else None)
     validation.check_inexact_leaves("params", params)
     # nnx.Optimizer initializes with Variables and updates with their arrays (a plain
     # train step may update with Variables too): the moments' layout is the arrays'.
@@ -212,3 +220,10 @@ def _reciprocal_denominator(moment, eps, eps_root):
   """
   denominator = jnp.sqrt(moment + eps_root) + eps
   return 1.0 / jnp.where(denominator == 0, 1.0, denominator)
+
+
+def _is_optax_params_placeholder(params: Any) -> bool:
+  """Whether ``params`` is the stand-in ``optax.tree_map_params`` initializes with
+  (a private optax class, recognized by name so that no private import is needed)."""
+  kind = type(params)
+  return kind.__name__ == "_ParamsPlaceholder" and kind.__module__.startswith("optax")
