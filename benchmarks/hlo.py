@@ -41,10 +41,11 @@ DMA_OPS = frozenset({"copy-start", "copy-done", "slice-start", "slice-done",
 _COLLECTIVES = {
     "all-reduce": "all-reduce", "all-reduce-start": "all-reduce",
     "all-gather": "all-gather", "all-gather-start": "all-gather",
-    "reduce-scatter": "reduce-scatter",
+    "reduce-scatter": "reduce-scatter", "reduce-scatter-start": "reduce-scatter",
     "collective-permute": "collective-permute",
     "collective-permute-start": "collective-permute",
-    "all-to-all": "all-to-all", "ragged-all-to-all": "all-to-all",
+    "all-to-all": "all-to-all", "all-to-all-start": "all-to-all",
+    "ragged-all-to-all": "all-to-all",
     "collective-broadcast": "collective-broadcast",
 }
 # Names carry a "%" in XLA's text; the hand-written modules of the tests may omit it.

@@ -184,61 +184,57 @@ each round. Reproduce with:
 python -m benchmarks.update_step --out results/benchmarks/<backend>.json
 ```
 
-The same step compiled for an H100 and for a TPU v5e slice of 256 chips (FSDP) on a
-machine that has neither (the `compile-targets` extra; counts, not timings), and the page:
+The same step compiled for one H100, for eight H100s of a host and for a TPU v5e slice
+of 256 chips (both sharded FSDP-style) on a machine that has neither (the
+`compile-targets` extra; counts, not timings), and the page:
 
 ```bash
-python -m benchmarks.compiled_for_target --target h100 --out results/benchmarks/h100_compiled.json
+python -m benchmarks.compiled_for_target --target h100 --trees gpt2,resnet50,scanned,tiny \\
+    --out results/benchmarks/h100_compiled.json
+python -m benchmarks.compiled_for_target --target h100 --trees deep --append \\
+    --optimizers ours,ours_bf16,adamw,sgd_momentum --out results/benchmarks/h100_compiled.json
+python -m benchmarks.compiled_for_target --target h100x8 --trees gpt2,resnet50 \\
+    --out results/benchmarks/h100x8_compiled.json
 python -m benchmarks.compiled_for_target --target tpu-v5e-16x16 \\
     --trees gpt2,resnet50,scanned,tiny --out results/benchmarks/tpu_v5e_16x16_compiled.json
-python -m benchmarks.report results/benchmarks/<backend>.json docs/performance.md \\
-    --compiled results/benchmarks/h100_compiled.json results/benchmarks/tpu_v5e_16x16_compiled.json
+python -m benchmarks.report results/benchmarks/<backend>.json docs/performance.md --compiled \\
+    results/benchmarks/h100_compiled.json results/benchmarks/h100x8_compiled.json \\
+    results/benchmarks/tpu_v5e_16x16_compiled.json
 ```
 
 ## How the step is built
 
-NovoGrad needs one reduction per layer (its squared norm) before the elementwise
-update of that layer. Each leaf is reduced on its own: gradients are never concatenated,
-so a leaf sharded over devices stays where it is. The per-layer math that follows (the
-moment update with its overflow restart and AMSGrad maximum, and the reciprocal of the
-denominator) is written once, as elementwise functions, and laid out for the platform
-the step is compiled for (`_src/layer_layout.py`, chosen when the step is lowered with
-`jax.lax.platform_dependent`):
+NovoGrad needs each layer's squared norm before the elementwise update of that layer.
+The step has three parts; gradients are never concatenated or gathered (only
+per-layer values are), so a leaf sharded over devices stays where it is.
 
-- **CPU**: per leaf, in the form XLA:CPU fuses into the kernel that reduces the leaf;
-  the reciprocals of 8 leaves of a dtype on one small vector (a vector of many scalars
-  whose slices feed as many fusions compiles slowly on XLA:CPU).
-- **GPU and TPU**: the norms of all leaves of a dtype stacked into one vector and the
-  whole per-layer update done once on it. Per leaf, XLA:GPU fuses neither a leaf's
-  scalar moment update into its reduction nor sibling scalar fusions together, so the
-  per-leaf form costs about two kernels a leaf on an H100 (GPT-2: 496 kernels against
-  364 stacked), and a TPU runs its ~8 scalar ops a leaf one after another (GPT-2 FSDP
-  on a v5e 16x16: 1932 ops against 473 stacked).
+1. **The norms** (`_src/layer_norms.py`), the one piece chosen per platform, when the
+   step is lowered (`jax.lax.platform_dependent`; at trace time the backend is the
+   tracing machine's):
+   - CPU and TPU: one reduction per leaf. On a TPU slice with FSDP-sharded leaves each
+     reduction stays on its shards, and XLA combines every leaf's all-reduce into one.
+   - GPU: two stages. Each leaf's last axis is reduced (a row reduction, one kernel; the
+     leaf is never reshaped, so it keeps its sharding), then the partials of all leaves
+     with the same remaining shape are stacked and finished in one reduction per shape.
+     Reduced in one pass, every leaf longer than a few thousand elements costs XLA:GPU
+     a second kernel of its own (its tree-reduction rewrite).
+2. **The per-layer math**, once per dtype on one vector: the moment update (with its
+   overflow restart and AMSGrad maximum) and the reciprocal of the denominator,
+   elementwise functions written once (`_src/layer_layout.py`). The state stores the
+   moments the same way (`LayerMoments`: one vector per dtype, viewed per layer with
+   `per_layer()`), so this is one fusion writing one buffer, and the state has one
+   layout on every platform: a checkpoint written on a TPU resumes on a CPU.
+3. **The elementwise update** (normalize, decay, momentum, learning rate,
+   `apply_updates`): one pass per leaf, which XLA:GPU fuses horizontally across leaves.
 
-The elementwise part (normalize, decay, momentum, learning rate, `apply_updates`) is
-one pass per leaf, which XLA:GPU also fuses horizontally across leaves of one shape.
-
-**What the state layout costs.** The optimizer state keeps `nu` keyed like the params
-(one value, or one array of the leaf's `layer_axes` shape, per leaf) on every platform,
-so a checkpoint written on a TPU resumes on a CPU (tested with orbax across the two
-layouts). On an accelerator that layout costs about one kernel per leaf: writing each
-leaf's moment back out of the stacked vector is a small slice kernel (ResNet-50: 161,
-GPT-2: 148 on the H100), or, where XLA fuses the slices, a copy per leaf that
-buffer donation inserts (the scanned tree: 16). The reductions themselves are one
-kernel per leaf plus a second stage for large leaves (ResNet-50: 207, GPT-2: 198).
-A throwaway variant that kept `nu` as one vector in the state compiled to 235 / 215
-kernels (ResNet-50 / GPT-2) and measured 1.22x / 1.24x SGD-momentum's time on a real
-H100 (2026-11-24, below); moving the state to such a layout (vectors per dtype, with a
-per-layer view for users and monitoring) is the next step toward the targets.
-
-Before this design, small leaves of one shape were stacked (copied) and reduced
-together, and each leaf's moment update was a few scalar kernels of its own. Measured on
-one NVIDIA H100 (2026-11-24, jax 0.11.2, optax 0.2.8, full-size trees, in-loop), that
-step took 1.35x SGD-momentum's time on GPT-2 with 318 kernels for 148 leaves (AdamW:
-1.34x, 150 kernels) and 1.60x on ResNet-50 with 336 kernels for 161 leaves (AdamW:
-1.29x); the throwaway stacked-state variant measured 1.24x and 1.22x. **The step's
-time on a GPU is still to be measured**: the sections "Compiled for ..." below give
-compiled-for-target kernel and op counts, not timings.
+Earlier designs, for scale, compiled for the H100 (GPT-2 / ResNet-50 kernels): the
+moments stored per leaf (0.2.0), 364 / 397; the moment updated per leaf, 496 / 531.
+Measured on one real NVIDIA H100 (2026-11-24, jax 0.11.2, optax 0.2.8, full-size trees,
+in-loop), the step of 2026-11-21 (318 / 336 kernels) took 1.35x / 1.60x SGD-momentum's
+time (AdamW: 1.34x / 1.29x), and a throwaway variant with the moments in one vector and
+one-pass norms (215 / 235 kernels) 1.24x / 1.22x. **The step's time on a GPU is still
+to be measured**: the sections "Compiled for ..." below give compiled-for-target
+kernel and op counts, not timings.
 """
 
 
@@ -283,31 +279,40 @@ def _compiled_header(report: dict[str, Any]) -> list[str]:
 # Why a compiled-for-target target is missed: (target kind, target) -> explanation.
 COMPILED_WHY_MISSED: dict[tuple[str, str], str] = {
     ("gpu", "kernels / SGD-m's"):
-        "SGD-momentum is one fused elementwise kernel per leaf. Our step adds, per leaf,"
-        " the reduction of its squared norm (XLA:GPU fuses sibling reductions neither with"
-        " each other nor with the update; a large leaf adds a second reduction stage:"
-        " ResNet-50 has 207 reduction kernels for 161 leaves, GPT-2 198 for 148) and the"
-        " write of its moment into the per-leaf state (a slice kernel per leaf, or, where"
-        " XLA fuses the slices, as on the scanned tree, a copy per leaf inserted for the"
-        " donated buffer). The per-layer math is one kernel and the elementwise updates"
-        " are fused horizontally across leaves (ResNet-50: 28 kernels besides the 161"
-        " slices). A state that keeps the moments as one vector per dtype removes the"
-        " writes (a throwaway variant of it compiled to 235 / 215 kernels on ResNet-50 /"
-        " GPT-2); see \"What the state layout costs\" above. On the tiny tree (3 leaves)"
-        " the fixed per-step kernels dominate.",
+        "Deep tree (2000 vectors of 1000 elements): each leaf's norm is one reduction"
+        " kernel (a vector has no rows to finish together) besides its elementwise update,"
+        " and XLA:GPU does not fuse these 2000 updates horizontally (nor SGD-momentum's or"
+        " AdamW's, which are 2000 and 2002 kernels) except with a bfloat16 momentum (130"
+        " update kernels, 1.07x); fewer kernels would need the gradients of many leaves"
+        " concatenated, a copy the step never makes. Tiny tree (3 leaves): the step's fixed"
+        " kernels (the moment update and the step count) dominate, 5 against 3.",
     ("gpu", "temporaries (bytes)"):
-        "Deep tree: 0.5 MiB above SGD-momentum's, about 256 bytes per layer where the target"
-        " allows 64: buffers of per-layer values (the per-leaf reduction results and the"
-        " stacked vectors); not analysed further.",
+        "The GPU strategy's partial norms hold one value per row of each leaf's last axis,"
+        " not per layer (GPT-2's embedding alone has 50,257 rows: 0.19 MiB), so the"
+        " temporaries follow the rows of the largest matrices rather than the layer count:"
+        " a few hundred KiB against gradients of hundreds of MiB. Deep tree: the per-layer"
+        " buffers of 2000 layers (reduction results, stacked vectors), 0.3 MiB over; not"
+        " analysed further.",
+    ("gpu", "other collectives"):
+        "With FSDP over eight GPUs XLA turns part of the partial norms' all-reduce into a"
+        " reduce-scatter (partials of leaves sharded along their last axis): one more"
+        " collective of a few thousand values per step, where the two-stage norms save"
+        " about 90 kernels against one-pass norms on the same GPUs (267 / 276 kernels on"
+        " GPT-2 / ResNet-50 with one all-reduce, compiled 2026-12-03). No partial and no"
+        " weight is gathered.",
     ("tpu", "compute ops / SGD-m's"):
-        "Per leaf, one reduction fusion and one copy that writes the leaf's moment back into"
-        " the per-leaf state (GPT-2: 149 copies), besides the elementwise fusion that is"
-        " SGD-momentum's whole step; the per-layer math is a handful of vector ops. The"
-        " state layout is the lever here too.",
+        "Per leaf, the reduction of its squared norm is a fusion of its own and the"
+        " elementwise update a second one (SGD-momentum's whole step is the second): XLA:TPU"
+        " fuses neither the reductions of different leaves together nor a reduction into"
+        " the update that waits for the norm of the whole layer (GPT-2: 305 fusions for"
+        " 148 leaves, 10 other ops). About 2x is then the floor of a layer-wise step that"
+        " never copies its gradients; the GPU's two-stage norms would not lower it (each"
+        " leaf's first stage is still its own fusion). Below it would take a hand-written"
+        " kernel that reduces many leaves per launch; not attempted.",
     ("tpu", "temporaries (bytes)"):
-        "Not analysed yet: about 25 MiB per device on both GPT-2 and ResNet-50, so not"
-        " proportional to the weights (optax.novograd: 51 MiB, LAMB: 17 MiB, both with"
-        " per-leaf norms too); presumably the padded buffers of per-leaf scalars.",
+        "Not analysed yet: 34-36 MiB per device on GPT-2 and ResNet-50, not proportional to"
+        " the weights' shards (optax.novograd, with per-leaf norms too: 51-54 MiB; LAMB:"
+        " 17-41 MiB; AdamW and SGD-momentum: 0).",
 }
 
 
@@ -362,17 +367,19 @@ def compiled_section(report: dict[str, Any]) -> list[str]:
 
 
 COMPILED_NOTE = {
-    "gpu": "The step compiled by XLA's GPU pipeline for this GPU, without one: `ops` are"
-           " the kernels it launches per step (on a real H100 these counts equal the"
-           " profiled kernels). Targets for our step: at most 1.45× SGD-momentum's kernels"
-           " (2× on the scanned tree), temporaries at most SGD-momentum's + 64 bytes per"
-           " layer + 64 KiB. **These are not timings**: the step's time on a GPU is still"
+    "gpu": "The step compiled by XLA's GPU pipeline for these GPUs, without them (several"
+           " are sharded FSDP-style, as the TPU slice below): `ops` are the kernels one GPU"
+           " launches per step (on a real H100 these counts equal the profiled kernels)."
+           " Targets for our step: at most 1.45× SGD-momentum's kernels (2× on the scanned"
+           " tree), temporaries at most SGD-momentum's + 64 bytes per layer + 64 KiB; on"
+           " several GPUs at most one all-reduce per (dtype, layer layout) group and no"
+           " other collective. **These are not timings**: the step's time on a GPU is still"
            " to be measured (`python -m benchmarks.update_step` on the GPU).",
     "tpu": "The step compiled by XLA's TPU pipeline for this slice, without one, sharded"
            " FSDP-style: `ops` are the compute ops of one device's program (asynchronous"
            " HBM↔VMEM copies are counted apart). Targets for our step: at most 1.5×"
            " SGD-momentum's ops, at most one all-reduce per (dtype, layer layout) group, no"
-           " all-gather, temporaries at most SGD-momentum's + 64 bytes per layer + 64 KiB."
+           " other collective, temporaries at most SGD-momentum's + 64 bytes per layer + 64 KiB."
            " **These are not timings.**",
 }
 

@@ -16,18 +16,21 @@ each reduction (the layout of 0.2.0 and before) compiled to more operations than
 one; with the moments stored as vectors, it would also have to slice and re-assemble
 them, and compiled to more still.
 
-Only per-layer values (norms, moments, reciprocals) are ever gathered, never the
-gradients (that would copy them, and gather a leaf that is sharded over devices).
+How the squared norms themselves are reduced is the one platform-dependent piece
+(:mod:`layer_norms`). Only per-layer values (norms, partial norms, moments,
+reciprocals) are ever gathered, never the gradients (that would copy them, and gather
+a leaf that is sharded over devices).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 
-from novograd_optax._src import layer_moments
+from novograd_optax._src import layer_moments, layer_norms
+from novograd_optax._src import layers as layers_lib
 from novograd_optax._src.layer_moments import LayerMoments
 
 # The moment update: one array per column (the new squared norms, the old moment, and
@@ -37,15 +40,20 @@ Moment = Callable[..., tuple[jax.Array, ...]]
 Reciprocal = Callable[[jax.Array], jax.Array]
 
 
-def stacked(moment: Moment, reciprocal: Reciprocal, squared: Sequence[jax.Array],
+def stacked(moment: Moment, reciprocal: Reciprocal, grads: Sequence[jax.Array],
+            leaf_layers: Sequence[layers_lib.LeafLayers], norm: str, axis_name: Any,
             moments: Sequence[LayerMoments]) -> tuple[list[LayerMoments], list[jax.Array]]:
-  """The moment update and reciprocal once per dtype, on every leaf's squared norms
-  concatenated.
+  """The per-layer squared norms of every leaf, then the moment update and reciprocal
+  once per dtype on them, stacked.
 
   Args:
     moment: the moment update, elementwise over layers.
     reciprocal: the reciprocal denominator of the last state ``moment`` returns.
-    squared: per leaf, in the params' leaf order, its per-layer squared norms.
+    grads: the leaves, in the params' leaf order.
+    leaf_layers: each leaf's layer and reduced axes.
+    norm: ``"l2"`` or ``"linf"``.
+    axis_name: mesh axes the leaves are split over (the norms are all-reduced, once
+      per dtype), or None.
     moments: the stored state (``nu``, and ``nu_max`` with AMSGrad), of one layout.
 
   Returns:
@@ -54,10 +62,13 @@ def stacked(moment: Moment, reciprocal: Reciprocal, squared: Sequence[jax.Array]
   """
   layout = moments[0].layout
   vectors: list[list[jax.Array]] = [[] for _ in moments]
-  inverses: list = [None] * len(squared)
+  inverses: list = [None] * len(grads)
   for k, dtype in enumerate(layout.dtypes):
     indices = layout.leaves_of(k)
-    norms = jnp.concatenate([jnp.ravel(squared[i]).astype(dtype) for i in indices])
+    norms = layer_norms.group_squared_norms(
+        [grads[i] for i in indices], [leaf_layers[i] for i in indices], norm, dtype)
+    if axis_name is not None:
+      norms = (jax.lax.psum if norm == "l2" else jax.lax.pmax)(norms, axis_name)
     new = moment(norms, *(m.vectors[k] for m in moments))
     for column, vector in zip(vectors, new, strict=True):
       column.append(vector)

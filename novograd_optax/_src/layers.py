@@ -195,7 +195,7 @@ def moment_dtype(dtype: Any) -> jnp.dtype:
   return jax.dtypes.canonicalize_dtype(jnp.promote_types(real, jnp.float32))
 
 
-def _squared_magnitude(g: jax.Array) -> jax.Array:
+def squared_magnitude(g: jax.Array) -> jax.Array:
   """|g|^2 elementwise, computed in the moment dtype (no fp16 overflow)."""
   acc = moment_dtype(g.dtype)
   if jnp.iscomplexobj(g):
@@ -215,7 +215,7 @@ def layer_squared_norms(
   axes, and the partial sums (maxima) are all-reduced so every shard sees the
   norm of the whole layer.
   """
-  squared = _squared_magnitude(g)
+  squared = squared_magnitude(g)
   if norm == "l2":
     per_layer = jnp.sum(squared, axis=leaf_layers.reduce_axes)
     if axis_name is not None:

@@ -147,18 +147,19 @@ def scale_by_layerwise_norm(
       validation.check_same_structure(
           "updates", updates, "params", params, compare_shapes=True)
     layers = layers_lib.resolve_layer_axes(layer_axes, updates)
+    count = optax.safe_increment(state.count)
     if nu_init == "first":
       # v_1 = ||g_1||^2 without a lax.cond: on the first step the old moment
-      # (zeros) gets weight 0 and the new norm weight 1.
-      decay = jnp.where(state.count == 0, 0.0, b2)
+      # (zeros) gets weight 0 and the new norm weight 1. Read from the new count
+      # (1 exactly on the first step): a read of the donated old count after the
+      # increment overwrote it would cost a GPU a copy kernel every step.
+      decay = jnp.where(count == 1, 0.0, b2)
     else:
       decay = b2
 
     grads, treedef = jax.tree.flatten(updates)
     lays = treedef.flatten_up_to(layers)
     _check_moment_shapes(updates, lays, state.nu.layout.shapes)
-    squared_norms = [layers_lib.layer_squared_norms(g, lay, norm, axis_name)
-                     for g, lay in zip(grads, lays, strict=True)]
     moments = [state.nu, state.nu_max] if amsgrad else [state.nu]
 
     def moment(squared, previous, previous_max=None):
@@ -180,7 +181,8 @@ def scale_by_layerwise_norm(
       return new, jnp.where(jnp.isposinf(previous_max), new, jnp.maximum(previous_max, new))
 
     new_moments, inverses = layer_layout.stacked(
-        moment, lambda v: _reciprocal_denominator(v, eps, eps_root), squared_norms, moments)
+        moment, lambda v: _reciprocal_denominator(v, eps, eps_root), grads, lays, norm,
+        axis_name, moments)
 
     def normalize(g, inverse, lay):
       inverse = jnp.expand_dims(inverse, lay.reduce_axes)
@@ -189,7 +191,7 @@ def scale_by_layerwise_norm(
 
     updates = treedef.unflatten(map(normalize, grads, inverses, lays))
     return updates, ScaleByLayerwiseNormState(
-        count=optax.safe_increment(state.count), nu=new_moments[0],
+        count=count, nu=new_moments[0],
         nu_max=new_moments[1] if amsgrad else None)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -180,6 +180,25 @@ ENTRY %main (a: f32[8], b: f32[], i: s32[]) -> f32[8] {
   assert got["all_gather_shapes"] == ["f32[64]"]
 
 
+def test_analyse_counts_the_asynchronous_collectives():
+  """A GPU's collectives are start/done pairs: each counted once, by kind."""
+  text = """HloModule m
+
+ENTRY %main (a: f32[8]) -> f32[8] {
+  %a = f32[8]{0} parameter(0)
+  %rs = ((f32[8]{0}), f32[1]{0}) reduce-scatter-start(%a), dimensions={0}, to_apply=%add
+  %rd = f32[1]{0} reduce-scatter-done(%rs)
+  %xs = ((f32[8]{0}), f32[8]{0}) all-to-all-start(%a), dimensions={0}
+  %xd = f32[8]{0} all-to-all-done(%xs)
+  %ps = (f32[8]{0}, f32[8]{0}) collective-permute-start(%a), source_target_pairs={{0,1}}
+  %pd = f32[8]{0} collective-permute-done(%ps)
+  ROOT %t = (f32[1]{0}, f32[8]{0}, f32[8]{0}) tuple(%rd, %xd, %pd)
+}
+"""
+  assert hlo.analyse(text)["collectives"] == {
+      "all-to-all": 1, "collective-permute": 1, "reduce-scatter": 1}
+
+
 def test_compiled_targets_pass_and_miss():
   def row(key, ops, temp, collectives=None):
     return {"optimizer": key, "ops": ops, "memory": {"temp_size": temp},
@@ -190,7 +209,7 @@ def test_compiled_targets_pass_and_miss():
       row("ours_bf16", 214, 0, {"all-reduce": 2, "all-gather": 1}),
       row("sgd_momentum", 148, 0)]}
   got = {(t["optimizer"], t["target"]): t["pass"]
-         for t in compiled_for_target.targets(result, "tpu")}
+         for t in compiled_for_target.targets(result, "tpu", devices=256)}
   # 215 / 148 = 1.45 <= 1.5; 3 all-reduces for 2 groups: miss; an all-gather: miss.
   assert got == {("ours", "compute ops / SGD-m's"): True,
                  ("ours", "temporaries (bytes)"): True,
@@ -199,12 +218,24 @@ def test_compiled_targets_pass_and_miss():
                  ("ours_bf16", "compute ops / SGD-m's"): True,
                  ("ours_bf16", "temporaries (bytes)"): True,
                  ("ours_bf16", "all-reduces per dtype group"): True,
-                 ("ours_bf16", "all-gathers"): False}
+                 ("ours_bf16", "all-gathers"): False,
+                 ("ours", "other collectives"): True,
+                 ("ours_bf16", "other collectives"): True}
   gpu = {(t["optimizer"], t["target"]): t["pass"]
          for t in compiled_for_target.targets(result, "gpu")}
   # 215 / 148 = 1.453 > 1.45 (GPU); 214 / 148 = 1.446.
   assert gpu[("ours", "kernels / SGD-m's")] is False
   assert gpu[("ours_bf16", "kernels / SGD-m's")] is True
+  # One device has no collectives to check; several GPUs are checked like a TPU slice.
+  assert ("ours", "all-gathers") not in gpu
+  gpus = {(t["optimizer"], t["target"]): t["pass"]
+          for t in compiled_for_target.targets(result, "gpu", devices=8)}
+  assert gpus[("ours", "all-reduces per dtype group")] is False
+  assert gpus[("ours_bf16", "all-gathers")] is False
+  result["rows"][0]["collectives"]["reduce-scatter"] = 1
+  gpus = {(t["optimizer"], t["target"]): t["pass"]
+          for t in compiled_for_target.targets(result, "gpu", devices=8)}
+  assert gpus[("ours", "other collectives")] is False
 
 
 def test_rejects_unknown_names():
@@ -223,7 +254,8 @@ def test_rejects_unknown_names():
 def test_performance_page_is_generated_from_the_committed_report():
   results = ROOT / "results" / "benchmarks"
   report = json.loads((results / "cpu.json").read_text())
-  compiled_files = ["h100_compiled.json", "tpu_v5e_16x16_compiled.json"]
+  compiled_files = ["h100_compiled.json", "h100x8_compiled.json",
+                    "tpu_v5e_16x16_compiled.json"]
   compiled = [json.loads((results / name).read_text()) for name in compiled_files]
   page = (ROOT / "docs" / "performance.md").read_text()
   assert page == report_lib.render_page(report, compiled), (

@@ -56,7 +56,7 @@ BUGS = [
     bug("layerwise_norm", "eps inside the square root",
         ("jnp.sqrt(moment + eps_root) + eps", "jnp.sqrt(moment + eps_root + eps)")),
     bug("layerwise_norm", "first-step initialization on the second step (count off by one)",
-        ("jnp.where(state.count == 0, 0.0, b2)", "jnp.where(state.count == 1, 0.0, b2)")),
+        ("jnp.where(count == 1, 0.0, b2)", "jnp.where(count == 2, 0.0, b2)")),
     bug("layerwise_norm", "b2 and 1 - b2 swapped in the moving average",
         ("d * previous + (1 - d) * squared", "(1 - d) * previous + d * squared")),
     bug("layerwise_norm", "an overflowed (inf) moment is not restarted",
@@ -148,7 +148,7 @@ BUGS = [
     bug("layerwise_norm", "eps_root dropped",
         ("jnp.sqrt(moment + eps_root) + eps", "jnp.sqrt(moment) + eps")),
     bug("layerwise_norm", "the step count not incremented (every step is the first)",
-        ("count=optax.safe_increment(state.count), nu=", "count=state.count, nu=")),
+        ("count=count, nu=", "count=state.count, nu=")),
     bug("layers", "stacked layers share one norm (the layer axes reduced too)",
         ("reduce = tuple(a for a in range(ndim) if a not in layer)",
          "reduce = tuple(range(ndim))")),
@@ -212,6 +212,14 @@ BUGS = [
          "for i, piece in zip(indices[::-1], pieces, strict=True):")),
     bug("layer_moments", "float32 and float64 moments stored together (one cast)",
         ("      name = jnp.dtype(leaf.dtype).name\n", "      name = \"float32\"\n")),
+    # A fifth batch (2026-12-03, issue 21): the norms reduced per platform (layer_norms).
+    bug("layer_norms", "the GPU's two-stage norms lowered for the TPU and CPU instead",
+        ("cuda=two, rocm=two, default=one", "cuda=one, rocm=one, default=two")),
+    bug("layer_norms", "GPU strategy: a stacked leaf's partials finished in another leaf's rows",
+        ("      per_leaf[i] = done[offset:offset + partials[i].shape[0]]",
+         "      per_leaf[i] = done[:partials[i].shape[0]]")),
+    bug("layer_norms", "GPU strategy: the layer axes left behind the parts (layers mixed up)",
+        ("list(leaf_layers.layer_axes) + parts", "parts + list(leaf_layers.layer_axes)")),
 ]
 
 

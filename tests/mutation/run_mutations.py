@@ -42,6 +42,8 @@ TESTS = {
                        "tests/test_layer_layout.py"],
     "layer_layout": ["tests/test_layer_layout.py", "tests/test_layerwise_norm.py",
                      "tests/test_novograd.py"],
+    "layer_norms": ["tests/test_layer_norms.py", "tests/test_layerwise_norm.py",
+                    "tests/test_layer_axes.py", "tests/distributed/test_axis_name.py"],
     "layer_moments": ["tests/test_layer_layout.py", "tests/test_layerwise_norm.py",
                       "tests/test_novograd.py", "tests/test_monitoring.py",
                       "tests/test_layer_axes.py"],
