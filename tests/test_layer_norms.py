@@ -134,3 +134,44 @@ def test_both_strategies_work_under_explicit_sharding(strategy, norm):
     got = jax.jit(lambda gs: strategy(gs, lays, norm, jnp.float32))(grads)
     assert all(s is None for s in jax.typeof(got).sharding.spec)
   np.testing.assert_allclose(np.asarray(got, np.float64), np.concatenate(want), rtol=2e-6)
+
+
+@pytest.mark.requires_devices(4)
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: s.__name__)
+def test_a_step_under_explicit_sharding_equals_one_device(monkeypatch, strategy):
+  """Three steps on weights sharded under an explicit mesh (one along a reduced axis, a
+  stacked one along its layers) equal the same steps on one device, with each
+  strategy; the updated weights keep their shardings."""
+  monkeypatch.setattr(layer_norms, "group_squared_norms",
+                      lambda grads, lays, norm, dtype: strategy(grads, lays, norm, dtype))
+  P = jax.sharding.PartitionSpec
+  mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,),
+                       devices=jax.devices()[:4])
+  specs = {"kernel": ((8, 12), P(None, "data")), "stacked": ((4, 3, 8), P("data")),
+           "bias": ((8,), P("data"))}
+  rng = np.random.default_rng(4)
+  params = {k: rng.normal(size=shape).astype(np.float32) for k, (shape, _) in specs.items()}
+  grads = [{k: rng.normal(size=shape).astype(np.float32) for k, (shape, _) in specs.items()}
+           for _ in range(3)]
+  opt = novograd(0.1, weight_decay=0.01,
+                 layer_axes={"kernel": None, "stacked": 0, "bias": None})
+
+  def train(put):
+    p = put(params)
+    state = opt.init(p)
+    step = jax.jit(opt.update)
+    for g in grads:
+      updates, state = step(put(g), state, p)
+      p = jax.tree.map(lambda a, u: a + u, p, updates)
+    return p
+
+  one_device = train(lambda tree: tree)
+  with jax.set_mesh(mesh):
+    sharded = train(lambda tree: {k: jax.device_put(v, jax.sharding.NamedSharding(
+        mesh, specs[k][1])) for k, v in tree.items()})
+    for k, (shape, spec) in specs.items():
+      padded = tuple(spec) + (None,) * (len(shape) - len(spec))
+      assert tuple(jax.typeof(sharded[k]).sharding.spec) == padded
+  for k in specs:
+    np.testing.assert_allclose(np.asarray(sharded[k]), np.asarray(one_device[k]),
+                               rtol=1e-6, atol=1e-6)
