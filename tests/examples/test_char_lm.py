@@ -174,3 +174,32 @@ def test_quick_cli_tunes_kappa_jointly_with_the_learning_rate(tmp_path, monkeypa
   assert record["config"]["lr_grids"]["adamw"][2] == pytest.approx(3e-3)
   assert set(record["environment"]["git"]) == {"commit", "dirty"}
   assert record["environment"]["machine"]["cpus_available"] >= 1
+
+
+def test_the_scale_configurations_xl_size_traces_for_both_optimizers():
+  """``--scale --sizes xl``, the recorded GPU command (too large to train here), builds
+  its model and its whole training program: each optimizer's run traces with the scale
+  configuration's shapes, giving one curve point per evaluation."""
+  import jax.numpy as jnp
+
+  config = char_lm.config_from_args(char_lm.parse_args(["--scale", "--sizes", "xl"]))
+  assert config["sizes"] == ("xl",)
+  width, heads, layers = char_lm.SIZES["xl"]
+  context, batch = config["context"], config["batch_size"]
+  model = char_lm.CharTransformer(103, width, heads, layers, context, nnx.Rngs(0))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  n_curve = config["eval_batches"] * batch
+  windows = jax.ShapeDtypeStruct((30, context + 1), jnp.int32)
+  for name in char_lm.OPTIMIZERS:
+    run = char_lm._make_run(
+        name, graphdef, rest, steps=config["steps"], warmup=config["warmup"],
+        batch_size=batch, context=context, eval_every=config["eval_every"],
+        kappa=config["kappa"][-1], n_curve=n_curve, counts=[10, 10, 10])
+    curve_train, curve_valid, finals = jax.eval_shape(
+        run, jax.ShapeDtypeStruct((2,), jnp.float32), params,
+        jax.ShapeDtypeStruct((64, 1024), jnp.int32),
+        jax.ShapeDtypeStruct((2 * n_curve, context + 1), jnp.int32), windows,
+        jax.random.key_data(jax.random.key(0)))
+    evaluations = config["steps"] // config["eval_every"]
+    assert curve_train.shape == curve_valid.shape == (2, evaluations)
+    assert [f.shape for f in finals] == [(2,)] * 3
