@@ -85,10 +85,10 @@ CONFIGS = {
     # the whole training split (372,736 characters; 2000 steps of 16 x 32 characters are
     # about 2.7 passes), weight decay tuned with the learning rate: per optimizer one
     # learning-rate search per kappa (0 and 3 values over 2 decades), then 3 seeds (which
-    # vary the initialization and the batch order) at the best setting. Sizes medium and
-    # small took 16 min with --jobs 2 on an otherwise idle 2-core machine, single-threaded
-    # XLA (2026-12-03); large (8x medium's weights per layer, twice the layers)
-    # runs first, so that an interrupted run has the largest model done.
+    # vary the initialization and the batch order) at the best setting. 77 min with
+    # --jobs 2 on a 2-core machine, single-threaded XLA (2026-12-03; its first 27 min
+    # shared with a CI run), about 60 of them for large (4x medium's weights per layer,
+    # twice the layers), which runs first so that an interrupted run has it done.
     "full": dict(sizes=("large", "medium", "small"), steps=2000, warmup=200, batch_size=16,
                  context=32, train_chars=0, eval_every=100, eval_batches=32,
                  seeds=(0, 1, 2), kappa=(0.0, 1e-4, 1e-3, 1e-2), jobs=1),
