@@ -68,7 +68,7 @@ def stacked(moment: Moment, reciprocal: Reciprocal, grads: Sequence[jax.Array],
     norms = layer_norms.group_squared_norms(
         [grads[i] for i in indices], [leaf_layers[i] for i in indices], norm, dtype)
     if axis_name is not None:
-      norms = (jax.lax.psum if norm == "l2" else jax.lax.pmax)(norms, axis_name)
+      norms = layers_lib.all_reduce_squared(norms, axis_name, norm)
     new = moment(norms, *(m.vectors[k] for m in moments))
     for column, vector in zip(vectors, new, strict=True):
       column.append(vector)

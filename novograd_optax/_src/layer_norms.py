@@ -77,8 +77,7 @@ def two_stages(grads: Sequence[jax.Array], leaf_layers: Sequence[layers_lib.Leaf
     # with every other, and no partial is gathered.
     rows = jnp.concatenate([partials[i] for i in members])
     axes = tuple(range(1, rows.ndim))
-    done = _replicated(jnp.sum(rows, axis=axes) if norm == "l2"
-                       else jnp.max(rows, axis=axes, initial=0.0))
+    done = _replicated(layers_lib.reduce_squared(rows, axes, norm))
     offset = 0
     for i in members:
       per_leaf[i] = done[offset:offset + partials[i].shape[0]]
@@ -113,14 +112,11 @@ def layer_partials(g: jax.Array, leaf_layers: layers_lib.LeafLayers, norm: str) 
   """
   squared = layers_lib.squared_magnitude(g)
   shape = squared.shape
-  reduce = (jnp.sum if norm == "l2" else
-            # initial=0 keeps zero-size layers well defined (||.||_inf of nothing is 0).
-            functools.partial(jnp.max, initial=0.0))
   layers = math.prod(shape[a] for a in leaf_layers.layer_axes)
   last = len(shape) - 1
   if len(shape) < 2 or last not in leaf_layers.reduce_axes:
-    return reduce(squared, axis=leaf_layers.reduce_axes).reshape(layers)
-  partial = reduce(squared, axis=last)
+    return layers_lib.reduce_squared(squared, leaf_layers.reduce_axes, norm).reshape(layers)
+  partial = layers_lib.reduce_squared(squared, last, norm)
   parts = [a for a in range(last) if a not in leaf_layers.layer_axes]
   partial = jnp.transpose(partial, list(leaf_layers.layer_axes) + parts)
   return partial.reshape((layers,) + tuple(shape[a] for a in parts))

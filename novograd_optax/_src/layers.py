@@ -203,6 +203,23 @@ def squared_magnitude(g: jax.Array) -> jax.Array:
   return jnp.square(g.astype(acc))
 
 
+def reduce_squared(squared: jax.Array, axes: Any, norm: str) -> jax.Array:
+  """The sum (``norm="l2"``) or the maximum (``"linf"``) of squared magnitudes over
+  ``axes``."""
+  if norm == "l2":
+    return jnp.sum(squared, axis=axes)
+  # initial=0 keeps zero-size layers well defined (||.||_inf of nothing is 0).
+  return jnp.max(squared, axis=axes, initial=0.0)
+
+
+def all_reduce_squared(per_layer: jax.Array, axis_name: Any, norm: str) -> jax.Array:
+  """Partial squared norms of the shards of a leaf split over ``axis_name`` combined
+  into the whole layer's: summed for ``"l2"``, the maximum for ``"linf"``."""
+  if norm == "l2":
+    return jax.lax.psum(per_layer, axis_name)
+  return jax.lax.pmax(per_layer, axis_name)
+
+
 def layer_squared_norms(
     g: jax.Array,
     leaf_layers: LeafLayers,
@@ -215,16 +232,9 @@ def layer_squared_norms(
   axes, and the partial sums (maxima) are all-reduced so every shard sees the
   norm of the whole layer.
   """
-  squared = squared_magnitude(g)
-  if norm == "l2":
-    per_layer = jnp.sum(squared, axis=leaf_layers.reduce_axes)
-    if axis_name is not None:
-      per_layer = jax.lax.psum(per_layer, axis_name)
-  else:
-    # initial=0 keeps zero-size layers well defined (||.||_inf of nothing is 0).
-    per_layer = jnp.max(squared, axis=leaf_layers.reduce_axes, initial=0.0)
-    if axis_name is not None:
-      per_layer = jax.lax.pmax(per_layer, axis_name)
+  per_layer = reduce_squared(squared_magnitude(g), leaf_layers.reduce_axes, norm)
+  if axis_name is not None:
+    per_layer = all_reduce_squared(per_layer, axis_name, norm)
   return per_layer
 
 
