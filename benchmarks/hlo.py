@@ -14,6 +14,7 @@ is one).
 from __future__ import annotations
 
 import collections
+import math
 import re
 from typing import Any
 
@@ -122,4 +123,12 @@ def analyse(hlo_text: str) -> dict[str, Any]:
   ops = sum(kinds.values()) - dma + sum(max(b, default=0) for b in branches)
   return {"ops": ops, "dma": dma, "kinds": dict(sorted(kinds.items())),
           "conditionals": branches, "collectives": dict(sorted(collectives.items())),
-          "all_reduce_values": all_reduce_values, "all_gather_shapes": all_gather_shapes}
+          "all_reduce_values": all_reduce_values, "all_gather_shapes": all_gather_shapes,
+          "all_gather_largest": max(map(largest_array, all_gather_shapes), default=0)}
+
+
+def largest_array(shape_text: str) -> int:
+  """The most elements of any array in an HLO shape (``f32[8,4]``, or a tuple of them):
+  for an all-gather, whether it gathers a few values per device or a weight."""
+  return max((math.prod(int(d) for d in dims.split(",") if d)
+              for dims in re.findall(r"\[([\d,]*)\]", shape_text)), default=0)

@@ -13,8 +13,10 @@ equals the one generated from the committed report.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import pathlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,27 +28,28 @@ _BF16 = (" With `mu_dtype=bf16` the CPU, which has no native bfloat16 arithmetic
          " converts every moment element both ways (in `optax.trace`'s accumulator).")
 _CPU_TIME = (
     "On CPU the layer norm is a pass of its own over each gradient before the elementwise"
-    " update, and XLA:CPU splits a reduction to one number into few parallel tasks (for"
-    " vectors of 1000-16000 elements it even materializes g² for a `reduce-window`),"
-    " while AdamW's and SGD-momentum's steps are elementwise passes only (`optax.novograd`,"
-    " with the same per-leaf norms, is no faster). On a GPU the reductions run"
-    " in parallel and are fused horizontally; the design experiment measured 1.22×"
-    " (ResNet-50) and 1.24× (GPT-2) SGD-momentum there. To be re-measured on a GPU."
+    " update (one multi-operand reduction per group of same-shape leaves), and XLA:CPU"
+    " splits a reduction to one number into few parallel tasks (for vectors of"
+    " 1000-16000 elements it even materializes g² for a `reduce-window`), while AdamW's"
+    " and SGD-momentum's steps are elementwise passes only (`optax.novograd`, with"
+    " per-leaf norms, is slower). On a GPU the reductions run in parallel; the design"
+    " experiment measured 1.22× (ResNet-50) and 1.24× (GPT-2) SGD-momentum there with"
+    " more kernels than today's step. To be re-measured on a GPU."
     + _BF16)
 WHY_MISSED: dict[tuple[str, str, str | None], str] = {
     ("cpu", "in-loop time / AdamW's", None): _CPU_TIME,
     ("cpu", "in-loop time / SGD-m's", None): _CPU_TIME,
     ("cpu", "dispatched time / AdamW's", None): _CPU_TIME,
     ("cpu", "kernels", None):
-        "XLA:CPU emits, per leaf, the reduction (for mid-size vectors: a square, a"
-        " `reduce-window` and a reduce), the momentum update and the weight update as"
-        " separate fusions (it does not fuse the new momentum with `apply_updates`:"
-        " SGD-momentum has 2 per leaf too); the moment update and the reciprocals of all"
-        " layers are one more fusion per dtype. CPU operation counts do not predict GPU"
-        " kernel counts: the sections compiled for a GPU and a TPU below count those. The"
-        " kernel column counts the entry computation"
-        " only: `optax.novograd` does its norm and moment work inside two `lax.cond`s, so"
-        " its count is far lower than the operations it runs.",
+        "XLA:CPU emits, per group of same-shape leaves, the reduction (for mid-size vectors: "
+        "a square, a `reduce-window` and a reduce), and per leaf the momentum update and the "
+        "weight update as separate fusions (it does not fuse the new momentum with "
+        "`apply_updates`: SGD-momentum has 2 per leaf too); the moment update and the "
+        "reciprocals of all layers are one more fusion per dtype. CPU operation counts do not"
+        " predict GPU kernel counts: the sections compiled for a GPU and a TPU below count "
+        "those. The kernel column counts the entry computation only: `optax.novograd` does "
+        "its norm and moment work inside two `lax.cond`s, so its count is far lower than the "
+        "operations it runs.",
     ("cpu", "temporaries (bytes)", "deep"):
         "XLA:CPU materializes g² of every 1000-element leaf before its `reduce-window`"
         " (2000 × 1000 × 4 bytes = 7.6 MiB); see kernels.",
@@ -58,15 +61,19 @@ WHY_MISSED: dict[tuple[str, str, str | None], str] = {
         "With `mu_dtype=bf16`: a float32 intermediate of the update is materialized; not"
         " analysed yet.",
     ("cpu", "compile time / AdamW's", None):
-        "XLA:CPU compiles each per-leaf reduction into a kernel of its own (AdamW's step has"
-        " no reduction; `optax.novograd`, with per-leaf norms too, also compiles slower than"
+        "XLA:CPU compiles the reductions into kernels of their own (AdamW's step has no"
+        " reduction; `optax.novograd`, with per-leaf norms too, also compiles slower than"
         " AdamW), and it compiles every leaf's update kernel separately: each reads its"
         " layers' reciprocals at its own offset of the one vector of reciprocals, so leaves"
         " of equal shape no longer share a kernel as they did with the per-leaf state of"
         " 0.2.0 (GPT-2 at scale 0.25: 170 kernels generated against 46; XLA compile 1.65 s"
         " against 0.98 s, same machine, 2026-12-03). An optimization barrier between the"
-        " reciprocals and the updates does not help (XLA:CPU removes it before fusing). The"
-        " same change lowered the in-loop time and the GPU and TPU counts.",
+        " reciprocals and the updates does not help (XLA:CPU removes it before fusing)."
+        " Reducing the leaves of one shape together (2026-12-03) made the step faster"
+        " in-loop on every tree but compiles slower still on GPT-2 (full size, one compile"
+        " each, same machine: 1.56 s against 1.37 s with a reduction per leaf; AdamW 0.56"
+        " s): XLA:CPU's code for a multi-operand reduction is larger. The same changes"
+        " lowered the GPU and TPU counts. A compile is paid once per run; not fixed.",
 }
 
 
@@ -201,7 +208,8 @@ of 256 chips (both sharded FSDP-style) on a machine that has neither (the
 python -m benchmarks.compiled_for_target --target h100 --trees gpt2,resnet50,scanned,tiny \\
     --out results/benchmarks/h100_compiled.json
 python -m benchmarks.compiled_for_target --target h100 --trees deep --append \\
-    --optimizers ours,ours_bf16,adamw,sgd_momentum --out results/benchmarks/h100_compiled.json
+    --optimizers ours,ours_bf16,adamw,sgd_momentum,sgd_m_clipped \\
+    --out results/benchmarks/h100_compiled.json
 python -m benchmarks.compiled_for_target --target h100x8 --trees gpt2,resnet50 \\
     --out results/benchmarks/h100x8_compiled.json
 python -m benchmarks.compiled_for_target --target tpu-v5e-16x16 \\
@@ -220,13 +228,21 @@ per-layer values are), so a leaf sharded over devices stays where it is.
 1. **The norms** (`_src/layer_norms.py`), the one piece chosen per platform, when the
    step is lowered (`jax.lax.platform_dependent`; at trace time the backend is the
    tracing machine's):
-   - CPU and TPU: one reduction per leaf. On a TPU slice with FSDP-sharded leaves each
-     reduction stays on its shards, and XLA combines every leaf's all-reduce into one.
-   - GPU: two stages. Each leaf's last axis is reduced (a row reduction, one kernel; the
-     leaf is never reshaped, so it keeps its sharding), then the partials of all leaves
-     with the same remaining shape are stacked and finished in one reduction per shape.
-     Reduced in one pass, every leaf longer than a few thousand elements costs XLA:GPU
-     a second kernel of its own (its tree-reduction rewrite).
+   - GPU: the leaves of one shape and layout (a transformer's blocks, a ResNet's
+     repeated convolutions) are reduced together, by one multi-operand reduction
+     (`jax.lax.reduce` with an operand and a result per leaf): one kernel that reads
+     every member where it is, so nothing is copied and a sharded leaf stays on its
+     shards. XLA:GPU then also fuses the members' elementwise updates into shared
+     kernels. A reduction per leaf costs it a kernel per leaf, two for a leaf longer
+     than a few thousand elements.
+   - CPU and TPU: the same, except that stacked leaves (`layer_axes`) are reduced one
+     by one. On a TPU slice with FSDP a stacked leaf is sharded along a reduced axis,
+     and XLA's partitioner finishes a multi-operand reduction over a sharded axis by
+     gathering every member's partial (a vector per device for a stacked leaf); on a
+     CPU such a reduction compiles to a slow loop.
+   - Sharded leaves: each reduction stays on its shards and XLA combines every leaf's
+     all-reduce into one; on GPUs one all-gather of one partial norm per device and
+     leaf is added (the partitioner's way of finishing a multi-operand reduction).
 2. **The per-layer math**, once per dtype on one vector: the moment update (with its
    overflow restart and AMSGrad maximum) and the reciprocal of the denominator,
    elementwise functions written once (`_src/layer_layout.py`). The state stores the
@@ -236,14 +252,17 @@ per-layer values are), so a leaf sharded over devices stays where it is.
 3. **The elementwise update** (normalize, decay, momentum, learning rate,
    `apply_updates`): one pass per leaf, which XLA:GPU fuses horizontally across leaves.
 
-Earlier designs, for scale, compiled for the H100 (GPT-2 / ResNet-50 kernels): the
-moments stored per leaf (0.2.0), 364 / 397; the moment updated per leaf, 496 / 531.
+Earlier designs, for scale, compiled for the H100 (GPT-2 / ResNet-50 kernels): a
+reduction per leaf, 214 / 234; two-stage norms (each leaf's rows, then the partials of
+one shape together; 2026-12-03), 168 / 199; the moments stored per leaf (0.2.0), 364 /
+397; the moment updated per leaf, 496 / 531.
 Measured on one real NVIDIA H100 (2026-11-24, jax 0.11.2, optax 0.2.8, full-size trees,
 in-loop), the step of 2026-11-21 (318 / 336 kernels) took 1.35x / 1.60x SGD-momentum's
 time (AdamW: 1.34x / 1.29x), and a throwaway variant with the moments in one vector and
 one-pass norms (215 / 235 kernels) 1.24x / 1.22x. **The step's time on a GPU is still
 to be measured**: the sections "Compiled for ..." below give compiled-for-target
-kernel and op counts, not timings.
+kernel and op counts, not timings. Fewer kernels need not mean less time: each kernel
+of the grouped norms reads up to 32 leaves, and how fast it does so only a GPU can say.
 """
 
 
@@ -267,10 +286,18 @@ def compiled_table(tree: dict[str, Any]) -> list[str]:
     mem = r["memory"]
     lines.append(
         f"| {r['label']} | {r['ops']} | {r['ops'] / sgd_m:.2f} | {kinds} | {collectives}"
-        f" | {'; '.join(r['all_gather_shapes']) or 'none'} | {_mib(mem['temp_size'])}"
+        f" | {'; '.join(map(_shape_summary, r['all_gather_shapes'])) or 'none'}"
+        f" | {_mib(mem['temp_size'])}"
         f" | {_mib(mem['argument_size'])} | {_mib(mem['alias_size'])}"
         f" | {r['compile_s']:.1f} |")
   return lines
+
+
+def _shape_summary(shape_text: str) -> str:
+  """An HLO shape with its arrays counted (an all-gather of 48 partial norms is a tuple
+  of 48 inputs and 48 results): ``48× f32[1], 48× f32[8]``."""
+  arrays = collections.Counter(re.findall(r"\w+\[[\d,]*\]", shape_text))
+  return ", ".join(f"{n}× {a}" if n > 1 else a for a, n in arrays.items())
 
 
 def _compiled_header(report: dict[str, Any]) -> list[str]:
@@ -288,43 +315,37 @@ def _compiled_header(report: dict[str, Any]) -> list[str]:
 # Why a compiled-for-target target is missed: (target kind, target) -> explanation.
 COMPILED_WHY_MISSED: dict[tuple[str, str], str] = {
     ("gpu", "kernels / SGD-m's"):
-        "Deep tree (2000 vectors of 1000 elements): each leaf's norm is one reduction"
-        " kernel (a vector has no rows to finish together) besides its elementwise update."
-        " XLA:GPU fuses the updates of leaves that read the same vector of reciprocals into"
-        " shared kernels with a bfloat16 momentum (130 update kernels, 1.07x) and, in"
-        " float32, up to about 200 such leaves (200 vectors: 215 kernels against"
-        " SGD-momentum's 200), not beyond (600 vectors: 1208 against 600); it never fuses"
-        " SGD-momentum's or AdamW's updates (2000 and 2002 kernels) nor the reductions of"
-        " different leaves. Fewer kernels would need the gradients of many leaves"
-        " concatenated, a copy the step never makes. Tiny tree (3 leaves): the step's fixed"
-        " kernels (the moment update and the step count) dominate, 5 against 3.",
+        "Tiny tree (3 leaves of three shapes): the step's fixed kernels dominate, a norm"
+        " per leaf (no two leaves share a shape) and the moment update, with the updates"
+        " fused: 5 against SGD-momentum's 3.",
     ("gpu", "temporaries (bytes)"):
-        "The GPU strategy's partial norms hold one value per row of each leaf's last axis,"
-        " not per layer (GPT-2's embedding alone has 50,257 rows: 0.19 MiB), so the"
-        " temporaries follow the rows of the largest matrices rather than the layer count:"
-        " a few hundred KiB against gradients of hundreds of MiB. Deep tree: the per-layer"
-        " buffers of 2000 layers (reduction results, stacked vectors), 0.3 MiB over; not"
-        " analysed further.",
-    ("gpu", "other collectives"):
-        "With FSDP over eight GPUs XLA turns part of the partial norms' all-reduce into a"
-        " reduce-scatter (partials of leaves sharded along their last axis): one more"
-        " collective of a few thousand values per step, where the two-stage norms save"
-        " about 90 kernels against one-pass norms on the same GPUs (267 / 276 kernels on"
-        " GPT-2 / ResNet-50 with one all-reduce, compiled 2026-12-03). No partial and no"
-        " weight is gathered.",
+        "The per-layer buffers of the norms (partial sums of XLA:GPU's two-kernel"
+        " reductions, stacked vectors); not analysed further.",
     ("tpu", "compute ops / SGD-m's"):
-        "Per leaf, the reduction of its squared norm is a fusion of its own and the"
-        " elementwise update a second one (SGD-momentum's whole step is the second): XLA:TPU"
-        " fuses neither the reductions of different leaves together nor a reduction into"
-        " the update that waits for the norm of the whole layer (GPT-2: 305 fusions for"
-        " 148 leaves, 10 other ops). About 2x is then the floor of a layer-wise step that"
-        " never copies its gradients; the GPU's two-stage norms would not lower it (each"
-        " leaf's first stage is still its own fusion). Below it would take a hand-written"
-        " kernel that reduces many leaves per launch; not attempted.",
+        "The elementwise update is one fusion per leaf, as SGD-momentum's whole step, and"
+        " the norms of same-shape leaves are one fusion per group (GPT-2: 15). But for a"
+        " multi-operand reduction over a sharded axis XLA's partitioner gathers every"
+        " member's partial norm, which on a TPU is a broadcast and a dynamic-update-slice"
+        " per sharded leaf before the one all-reduce, unfused (GPT-2: 48 sharded leaves in"
+        " groups, 96 scalar-sized ops; 166 fusions in all). With one reduction per leaf"
+        " instead, every leaf costs two fusions (GPT-2: 315 ops). Below 1.5x would take the"
+        " partitioner all-reducing a multi-operand sum directly, as it does a single one,"
+        " or a hand-written kernel; neither attempted. For scale, SGD-momentum after"
+        " optax's `clip_by_global_norm`, which also reduces every leaf before updating it,"
+        " compiles to 446 ops on GPT-2 and 485 on ResNet-50. Tiny tree (3 leaves): the"
+        " step's fixed ops (the moment update, the step count, scalar ops) dominate, 16"
+        " against 3 (clipped SGD-momentum: 10). Stacked leaves (the scanned tree)"
+        " are reduced one by one on a TPU, two fusions each: grouped, their gathered"
+        " partials are vectors and cost more (55 ops against 43).",
     ("tpu", "temporaries (bytes)"):
-        "Not analysed yet: 34-36 MiB per device on GPT-2 and ResNet-50, not proportional to"
-        " the weights' shards (optax.novograd, with per-leaf norms too: 51-54 MiB; LAMB:"
-        " 17-41 MiB; AdamW and SGD-momentum: 0).",
+        "They are those of any step that reduces the whole gradient before its elementwise"
+        " update, not of this one's layout: SGD-momentum after optax's"
+        " `clip_by_global_norm` (one norm, no per-layer state) compiles to about as much"
+        " (GPT-2 31.9 MiB against our 32.6, ResNet-50 34.7 against 35.9, scanned 3.5"
+        " against 3.3; the tables above), SGD-momentum alone to none. Per device, they"
+        " are several times the weights' shards (GPT-2: 2 MiB per array); what XLA:TPU"
+        " holds there is not analysed further (the compile-only client has no buffer"
+        " assignment dump).",
 }
 
 
@@ -382,9 +403,10 @@ COMPILED_NOTE = {
            " launches per step (on a real H100 these counts equal the profiled kernels)."
            " Targets for our step: at most 1.45× SGD-momentum's kernels (2× on the scanned"
            " tree), temporaries at most SGD-momentum's + 64 bytes per layer + 64 KiB; on"
-           " several GPUs at most one all-reduce per (dtype, layer layout) group and no"
-           " other collective. **These are not timings**: the step's time on a GPU is still"
-           " to be measured (`python -m benchmarks.update_step` on the GPU).",
+           " several GPUs at most one all-reduce per (dtype, layer layout) group, no other"
+           " collective but an all-gather of at most one value per device (a partial"
+           " norm). **These are not timings**: the step's time on a GPU is still to be"
+           " measured (`python -m benchmarks.update_step` on the GPU).",
     "tpu": "The step compiled by XLA's TPU pipeline for this slice, without one, sharded"
            " FSDP-style: `ops` are the compute ops of one device's program (asynchronous"
            " HBM↔VMEM copies are counted apart). Targets for our step: at most 1.5×"

@@ -133,6 +133,11 @@ OPTIMIZERS: dict[str, tuple[str, Callable[[Tree], optax.GradientTransformation]]
     ADAMW: ("optax.adamw", lambda t: optax.adamw(LEARNING_RATE)),
     "lamb": ("optax.lamb", lambda t: optax.lamb(LEARNING_RATE)),
     SGD_M: ("optax.sgd(momentum=0.9)", lambda t: optax.sgd(LEARNING_RATE, momentum=0.9)),
+    # SGD-momentum after global-norm clipping: the plainest step that, like ours, reduces
+    # the whole gradient before its elementwise update (a reference for what that costs).
+    "sgd_m_clipped": ("optax.clip_by_global_norm + sgd(momentum=0.9)",
+                      lambda t: optax.chain(optax.clip_by_global_norm(1.0),
+                                            optax.sgd(LEARNING_RATE, momentum=0.9))),
 }
 # The references of the ratios: always measured.
 REFERENCES = (SGD_M, ADAMW)

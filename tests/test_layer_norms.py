@@ -1,16 +1,19 @@
-"""The per-layer squared norms of a dtype group, by either strategy
-(``_src/layer_norms.py``): one reduction per leaf (CPU, TPU) or two stages with the
-second finished across leaves (GPU).
+"""The per-layer squared norms of a dtype group, by every strategy
+(``_src/layer_norms.py``): one multi-operand reduction per group of leaves of one shape
+(GPU), with stacked leaves reduced alone (CPU, TPU), in groups of any size.
 
-Both are checked against the NumPy transcription of the norms
+Each is checked against the NumPy transcription of the norms
 (``tests/reference/numpy_novograd.py``) on leaves of many shapes, stacked layers, a
-complex leaf, zero-size leaves and both norms; a whole step forced onto the GPU
-strategy against the transcription of the paper; and the choice itself, from the
-lowered step for each platform (``jax.export``, no device needed). What the GPU strategy
-compiles to is checked in ``tests/test_compiled_for_accelerators.py``.
+complex leaf, zero-size leaves and both norms, under explicit sharding too; a whole
+step forced onto each accelerator strategy against the transcription of the paper; and
+the choice itself, from the lowered step for each platform (``jax.export``, no device
+needed). What the strategies compile to is checked in
+``tests/test_compiled_for_accelerators.py``.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +31,10 @@ from tests.reference.numpy_novograd import layer_squared_norm, numpy_novograd, r
 LEAVES = [((3, 4), None), ((4,), None), ((2, 3, 5), 0), ((), None), ((7,), None),
           ((3, 4), None), ((3, 3, 4, 6), None), ((4, 2), 1), ((2, 5, 3), 1),
           ((0, 3), None), ((2, 0, 3), 0), ((5, 1), None), ((3, 2, 4), (0, 1))]
-STRATEGIES = [layer_norms.one_pass, layer_norms.two_stages]
+# Large groups are split: a small maximum here exercises the split.
+GROUPED_IN_TWOS = functools.partial(layer_norms.grouped, max_group=2)
+STRATEGIES = [layer_norms.grouped, layer_norms.grouped_stacked_alone, GROUPED_IN_TWOS]
+STRATEGY_IDS = ["grouped", "grouped_stacked_alone", "grouped_in_twos"]
 
 
 def _leaves(dtype=np.float32, seed=0):
@@ -50,10 +56,10 @@ def _numpy_norms(grads, norm):
   return np.concatenate(out)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: s.__name__)
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=STRATEGY_IDS)
 @pytest.mark.parametrize("norm", ["l2", "linf"])
 @pytest.mark.parametrize("dtype", [np.float32, np.complex64])
-def test_both_strategies_give_the_transcribed_norms(strategy, norm, dtype):
+def test_every_strategy_gives_the_transcribed_norms(strategy, norm, dtype):
   grads, lays = _leaves(dtype)
   got = jax.jit(lambda gs: strategy(gs, lays, norm, jnp.float32))(
       [jnp.asarray(g) for g in grads])
@@ -62,14 +68,14 @@ def test_both_strategies_give_the_transcribed_norms(strategy, norm, dtype):
   np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=2e-6, atol=0)
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=STRATEGY_IDS)
 @pytest.mark.parametrize("options", [dict(), dict(amsgrad=True, norm="linf", b2=0.5)],
                          ids=["defaults", "amsgrad-linf"])
-def test_a_step_on_the_gpu_strategy_follows_the_paper(monkeypatch, options):
-  """The whole step with the norms of the GPU strategy (forced here, on a CPU) against
+def test_a_step_on_every_strategy_follows_the_paper(monkeypatch, strategy, options):
+  """The whole step with the norms of each strategy (forced here, on a CPU) against
   the NumPy transcription of the paper: same results up to float round-off."""
   monkeypatch.setattr(layer_norms, "group_squared_norms",
-                      lambda grads, lays, norm, dtype: layer_norms.two_stages(
-                          grads, lays, norm, dtype))
+                      lambda grads, lays, norm, dtype: strategy(grads, lays, norm, dtype))
   shapes = [shape for shape, _ in LEAVES]
   axes = [a for _, a in LEAVES]
   params, grads = random_problem(shapes, 4, np.float32, seed=5)
@@ -86,9 +92,10 @@ def test_a_step_on_the_gpu_strategy_follows_the_paper(monkeypatch, options):
     np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=1e-5, atol=1e-6)
 
 
-def _reduces_when_lowered_for(platform: str) -> int:
-  tx = scale_by_layerwise_norm()
-  params = {"w": jnp.ones((64, 32))}
+def _reduces_when_lowered_for(platform: str, layer_axes=None) -> int:
+  """The reductions of a step on two matrices of one shape and a vector."""
+  tx = scale_by_layerwise_norm(layer_axes=layer_axes)
+  params = {"a": jnp.ones((4, 64, 32)), "b": jnp.ones((4, 64, 32)), "c": jnp.ones(8)}
   state = tx.init(params)
   exported = export.export(jax.jit(lambda g, s: tx.update(g, s)), platforms=[platform])(
       params, state)
@@ -96,12 +103,28 @@ def _reduces_when_lowered_for(platform: str) -> int:
 
 
 def test_the_strategy_is_chosen_for_the_platform_the_step_is_lowered_for():
-  """One reduction for a matrix lowered for a CPU or TPU; a row reduction and a finish
-  when lowered for a GPU (chosen at lowering, not from the tracing machine's backend)."""
-  assert _reduces_when_lowered_for("cpu") == 1
-  assert _reduces_when_lowered_for("tpu") == 1
-  assert _reduces_when_lowered_for("cuda") == 2
-  assert _reduces_when_lowered_for("rocm") == 2
+  """The two matrices in one reduction lowered for any platform, and still when they
+  are stacked layers lowered for a GPU, but each on its own for a CPU or a TPU (chosen
+  at lowering, not from the tracing machine's backend)."""
+  stacked = {"a": 0, "b": 0, "c": None}
+  for platform in ("cpu", "tpu", "cuda", "rocm"):
+    assert _reduces_when_lowered_for(platform) == 2
+  for gpu in ("cuda", "rocm"):
+    assert _reduces_when_lowered_for(gpu, stacked) == 2
+  assert _reduces_when_lowered_for("cpu", stacked) == 3
+  assert _reduces_when_lowered_for("tpu", stacked) == 3
+
+
+def test_a_multi_operand_reduction_reads_every_leaf_in_place():
+  """Grouping never concatenates the gradients: the lowered GPU step has no
+  concatenation of anything gradient-sized, only of per-layer values."""
+  tx = scale_by_layerwise_norm()
+  params = {f"w{i}": jnp.ones((64, 32)) for i in range(5)}
+  exported = export.export(jax.jit(lambda g, s: tx.update(g, s)), platforms=["cuda"])(
+      params, tx.init(params))
+  text = exported.mlir_module()
+  concatenated = [line for line in text.splitlines() if "stablehlo.concatenate" in line]
+  assert concatenated and all("64x32" not in line for line in concatenated), concatenated
 
 
 # (shape, layer axes, partition spec over a 4-device "data" axis): sharded along a
@@ -113,9 +136,9 @@ SHARDED_LEAVES = [((8, 12), None, (None, "data")), ((8, 12), None, ("data", None
 
 
 @pytest.mark.requires_devices(4)
-@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: s.__name__)
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=STRATEGY_IDS)
 @pytest.mark.parametrize("norm", ["l2", "linf"])
-def test_both_strategies_work_under_explicit_sharding(strategy, norm):
+def test_every_strategy_works_under_explicit_sharding(strategy, norm):
   """Under explicit sharding (``AxisType.Explicit``) leaves sharded differently, and a
   stacked leaf sharded along its layers, give the transcribed norms, replicated."""
   P = jax.sharding.PartitionSpec
@@ -137,7 +160,7 @@ def test_both_strategies_work_under_explicit_sharding(strategy, norm):
 
 
 @pytest.mark.requires_devices(4)
-@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: s.__name__)
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=STRATEGY_IDS)
 def test_a_step_under_explicit_sharding_equals_one_device(monkeypatch, strategy):
   """Three steps on weights sharded under an explicit mesh (one along a reduced axis, a
   stacked one along its layers) equal the same steps on one device, with each

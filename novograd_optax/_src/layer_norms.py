@@ -5,28 +5,29 @@ layer of each leaf, in the params' leaf order; only how the reductions are split
 kernels differs, chosen when the step is lowered (``jax.lax.platform_dependent``: at
 trace time ``jax.default_backend()`` says "cpu" even for a step compiled for a GPU):
 
-* **one pass** (CPU and TPU): each leaf reduced on its own. XLA:CPU fuses the squaring
-  into the reduction; on a TPU slice with sharded (FSDP) leaves each reduction stays on
-  its shards and XLA combines every leaf's all-reduce into one. (Two stages would not
-  lower a TPU's op count: each leaf's first stage is a fusion of its own there too.)
-* **two stages** (GPU): XLA:GPU launches a kernel per reduction, and a second one for a
-  leaf longer than a few thousand elements (its tree-reduction rewrite). Here each
-  leaf's last axis is reduced first (a row reduction, one kernel), and the partials of
-  all leaves with the same remaining shape are stacked and finished together: about
-  one kernel per leaf plus one per partial shape (measured on the performance page).
-  The leaves are never reshaped, so a sharded leaf's partials keep its sharding and
-  nothing is gathered (checked compiled for eight GPUs with FSDP).
+* **grouped** (GPU): the leaves of one shape and layout (a transformer's blocks, a
+  ResNet's repeated convolutions) reduced by one multi-operand reduction, which XLA
+  compiles to one kernel reading every member in place. XLA:GPU launches a kernel per
+  single reduction (two for a leaf longer than a few thousand elements), so this takes
+  GPT-2's norms from about 300 kernels to 15; it then also fuses the leaves' updates
+  into shared kernels (the counts are on the performance page).
+* **grouped, stacked leaves alone** (TPU, CPU): the same, except that a leaf with layer
+  axes is reduced on its own. On a TPU slice with FSDP a stacked leaf is sharded along
+  a reduced axis, and XLA's partitioner finishes a multi-operand reduction over a
+  sharded axis by gathering every member's partial, a vector per device for a stacked
+  leaf; XLA:CPU compiles a multi-operand reduction that keeps an axis to a slow loop
+  (a scanned GPT-2's step took twice as long).
 
-Both return the same values up to float round-off (the order of the additions
-differs; tested). Neither concatenates a gradient: only partial norms are stacked.
-Not a scatter-add either: the GPU result does not depend on the order of atomics.
+Both return the same values up to float round-off (the order of the additions differs;
+tested). None concatenates or gathers a gradient: a multi-operand reduction reads each
+leaf where it is, so a sharded leaf stays on its shards and only per-layer values are
+ever gathered.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -41,48 +42,69 @@ def group_squared_norms(grads: Sequence[jax.Array],
   """Every layer's squared norm of ``grads`` (one dtype group), concatenated in leaf
   order, in ``dtype``; the strategy is the one of the platform the step is lowered for."""
   grads = list(grads)
-  one = functools.partial(one_pass, leaf_layers=leaf_layers, norm=norm, dtype=dtype)
-  two = functools.partial(two_stages, leaf_layers=leaf_layers, norm=norm, dtype=dtype)
-  return jax.lax.platform_dependent(grads, cuda=two, rocm=two, default=one)
+  chosen = {platform: functools.partial(strategy, leaf_layers=leaf_layers, norm=norm,
+                                        dtype=dtype)
+            for platform, strategy in STRATEGIES.items()}
+  return jax.lax.platform_dependent(grads, **chosen)
 
 
-def one_pass(grads: Sequence[jax.Array], leaf_layers: Sequence[layers_lib.LeafLayers],
-             norm: str, dtype: DTypeLike) -> jax.Array:
-  """Each leaf's layers reduced in one reduction per leaf."""
-  return jnp.concatenate([
-      _replicated(jnp.ravel(layers_lib.layer_squared_norms(g, lay, norm)).astype(dtype))
-      for g, lay in zip(grads, leaf_layers, strict=True)])
+def grouped(grads: Sequence[jax.Array], leaf_layers: Sequence[layers_lib.LeafLayers],
+            norm: str, dtype: DTypeLike, *, group_stacked: bool = True,
+            max_group: int | None = None) -> jax.Array:
+  """The leaves with the same shape and reduced axes (GPT-2's twelve blocks, a ResNet's
+  repeated convolutions) reduced together: one multi-operand reduction per group of at
+  most ``max_group`` (default :data:`MAX_GROUP`) leaves, which XLA compiles to one
+  kernel (fusion) reading every member in place, each with its own sum; not a
+  concatenation, so no gradient is copied and a sharded leaf stays on its shards.
 
-
-def two_stages(grads: Sequence[jax.Array], leaf_layers: Sequence[layers_lib.LeafLayers],
-               norm: str, dtype: DTypeLike) -> jax.Array:
-  """Each leaf reduced to partials of shape ``(layers, *parts)``, then the partials of
-  all leaves with the same ``parts`` shape stacked and finished in one reduction per
-  shape."""
-  partials = [layer_partials(g, lay, norm).astype(dtype)
-              for g, lay in zip(grads, leaf_layers, strict=True)]
-  # Bucketed by shape and, under explicit sharding, by sharding too: jnp.concatenate
-  # accepts only operands sharded alike there.
-  buckets: dict[tuple, list[int]] = {}
-  for i, p in enumerate(partials):
-    buckets.setdefault((p.shape[1:], _spec(p)), []).append(i)
-  per_leaf: list = [None] * len(partials)
-  for (parts, _), members in buckets.items():
-    if not parts:  # already one value per layer
-      for i in members:
-        per_leaf[i] = _replicated(partials[i])
-      continue
-    # Stacked along the layers, never reshaped: a partial keeps the sharding of its
-    # leaf's axes, so the finish is a local reduction plus the all-reduce XLA combines
-    # with every other, and no partial is gathered.
-    rows = jnp.concatenate([partials[i] for i in members])
-    axes = tuple(range(1, rows.ndim))
-    done = _replicated(layers_lib.reduce_squared(rows, axes, norm))
-    offset = 0
-    for i in members:
-      per_leaf[i] = done[offset:offset + partials[i].shape[0]]
-      offset += partials[i].shape[0]
+  With ``group_stacked=False`` a stacked leaf (one with layer axes) is reduced alone:
+  XLA's SPMD partitioner finishes a multi-operand reduction over a sharded axis by
+  gathering each member's partial result, one value per layer and device for a stacked
+  leaf (compiled for a TPU slice with FSDP, a scanned GPT-2 then takes 55 ops against
+  43; a whole leaf's partial is one value per device). XLA:CPU, too, compiles a
+  multi-operand reduction that keeps an axis to a slow loop.
+  """
+  max_group = MAX_GROUP if max_group is None else max_group
+  squared = [layers_lib.squared_magnitude(g) for g in grads]
+  groups: dict[tuple, list[int]] = {}
+  for i, (s, lay) in enumerate(zip(squared, leaf_layers, strict=True)):
+    # Under explicit sharding, also by sharding: one reduction takes operands sharded alike.
+    alone = i if lay.layer_axes and not group_stacked else None
+    groups.setdefault((s.shape, s.dtype, lay.reduce_axes, _spec(s), alone), []).append(i)
+  per_leaf: list = [None] * len(grads)
+  for (_, _, axes, _, _), members in groups.items():
+    for start in range(0, len(members), max_group):
+      chunk = members[start:start + max_group]
+      reduced = reduce_squared_together([squared[i] for i in chunk], axes, norm)
+      for i, r in zip(chunk, reduced, strict=True):
+        per_leaf[i] = _replicated(jnp.ravel(r).astype(dtype))
   return jnp.concatenate(per_leaf)
+
+
+def reduce_squared_together(squared: Sequence[jax.Array], axes: tuple[int, ...],
+                            norm: str) -> list[jax.Array]:
+  """:func:`~novograd_optax._src.layers.reduce_squared` of several arrays of one shape,
+  as one reduction with an operand (and a result) per array."""
+  if len(squared) == 1:
+    return [layers_lib.reduce_squared(squared[0], axes, norm)]
+  combine = jnp.add if norm == "l2" else jnp.maximum
+  # 0 is the identity of both: squared magnitudes are >= 0, and the L-inf norm of a
+  # zero-size layer is 0, as in reduce_squared.
+  zeros = tuple(jnp.zeros([], s.dtype) for s in squared)
+  return list(jax.lax.reduce(
+      tuple(squared), zeros,
+      lambda xs, ys: tuple(combine(x, y) for x, y in zip(xs, ys, strict=True)), axes))
+
+
+grouped_stacked_alone = functools.partial(grouped, group_stacked=False)
+
+# Strategy per platform (keys of jax.lax.platform_dependent), from the compiled counts
+# and CPU timings of the performance page.
+STRATEGIES: dict[str, Callable[..., jax.Array]] = {
+    "cuda": grouped, "rocm": grouped, "default": grouped_stacked_alone}
+# The most leaves one multi-operand reduction takes (XLA:GPU passes a kernel a pointer
+# per operand and keeps a partial sum per operand in registers).
+MAX_GROUP = 32
 
 
 def _spec(x: jax.Array) -> tuple:
@@ -97,26 +119,3 @@ def _replicated(norms: jax.Array) -> jax.Array:
   if all(s is None for s in _spec(norms)):
     return norms
   return jax.sharding.reshard(norms, jax.sharding.PartitionSpec())
-
-
-def layer_partials(g: jax.Array, leaf_layers: layers_lib.LeafLayers, norm: str) -> jax.Array:
-  """Partial squared norms (``"l2"``: sums; ``"linf"``: maxima) of each layer of a leaf,
-  shape ``(layers, *parts)``: reducing the ``parts`` axes gives
-  :func:`~novograd_optax._src.layers.layer_squared_norms`.
-
-  Only the leaf's last axis is reduced here (a row reduction, one kernel); its other
-  reduced axes are left as ``parts``, and the layer axes are moved to the front and
-  merged. No reduced axis is merged with another, so a partial keeps the sharding of
-  its leaf's axes. A leaf whose last axis indexes layers, or a vector, is reduced
-  whole (no parts).
-  """
-  squared = layers_lib.squared_magnitude(g)
-  shape = squared.shape
-  layers = math.prod(shape[a] for a in leaf_layers.layer_axes)
-  last = len(shape) - 1
-  if len(shape) < 2 or last not in leaf_layers.reduce_axes:
-    return layers_lib.reduce_squared(squared, leaf_layers.reduce_axes, norm).reshape(layers)
-  partial = layers_lib.reduce_squared(squared, last, norm)
-  parts = [a for a in range(last) if a not in leaf_layers.layer_axes]
-  partial = jnp.transpose(partial, list(leaf_layers.layer_axes) + parts)
-  return partial.reshape((layers,) + tuple(shape[a] for a in parts))

@@ -212,14 +212,17 @@ BUGS = [
          "for i, piece in zip(indices[::-1], pieces, strict=True):")),
     bug("layer_moments", "float32 and float64 moments stored together (one cast)",
         ("      name = jnp.dtype(leaf.dtype).name\n", "      name = \"float32\"\n")),
-    # A fifth batch (2026-12-03, issue 21): the norms reduced per platform (layer_norms).
-    bug("layer_norms", "the GPU's two-stage norms lowered for the TPU and CPU instead",
-        ("cuda=two, rocm=two, default=one", "cuda=one, rocm=one, default=two")),
-    bug("layer_norms", "GPU strategy: a stacked leaf's partials finished in another leaf's rows",
-        ("      per_leaf[i] = done[offset:offset + partials[i].shape[0]]",
-         "      per_leaf[i] = done[:partials[i].shape[0]]")),
-    bug("layer_norms", "GPU strategy: the layer axes left behind the parts (layers mixed up)",
-        ("list(leaf_layers.layer_axes) + parts", "parts + list(leaf_layers.layer_axes)")),
+    # A fifth batch (2026-12-03, issue 21; rewritten for the grouped norms on 2026-12-03):
+    # the norms reduced per platform (layer_norms).
+    bug("layer_norms", "the GPU's norms (stacked leaves grouped) lowered for the CPU and TPU",
+        ('"cuda": grouped, "rocm": grouped,',
+         '"cuda": grouped_stacked_alone, "rocm": grouped_stacked_alone,'),
+        ('"default": grouped_stacked_alone}', '"default": grouped}')),
+    bug("layer_norms", "grouped norms: a group's results handed to its members in reverse",
+        ("for i, r in zip(chunk, reduced, strict=True):",
+         "for i, r in zip(chunk[::-1], reduced, strict=True):")),
+    bug("layer_norms", "grouped norms: the L-inf maxima of a group summed instead",
+        ('combine = jnp.add if norm == "l2" else jnp.maximum', "combine = jnp.add")),
 ]
 
 
