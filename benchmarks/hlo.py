@@ -52,6 +52,8 @@ _COLLECTIVES = {
 # Names carry a "%" in XLA's text; the hand-written modules of the tests may omit it.
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?(\S+) = (.*?) ([a-z][a-z0-9\-]*)\((.*)$")
 _HEADER = re.compile(r"^(ENTRY )?%?(\S+) \(.*\{\s*$")
+# An array in an HLO shape: element type and dimensions (``f32[8,4]``).
+_ARRAY = re.compile(r"\w+\[([\d,]*)\]")
 
 
 def computations(hlo_text: str) -> dict[str, list[str]]:
@@ -131,4 +133,11 @@ def largest_array(shape_text: str) -> int:
   """The most elements of any array in an HLO shape (``f32[8,4]``, or a tuple of them):
   for an all-gather, whether it gathers a few values per device or a weight."""
   return max((math.prod(int(d) for d in dims.split(",") if d)
-              for dims in re.findall(r"\[([\d,]*)\]", shape_text)), default=0)
+              for dims in _ARRAY.findall(shape_text)), default=0)
+
+
+def shape_summary(shape_text: str) -> str:
+  """An HLO shape with its arrays counted (an all-gather of 48 partial norms is a tuple
+  of 48 inputs and 48 results): ``48× f32[1], 48× f32[8]``."""
+  arrays = collections.Counter(m.group(0) for m in _ARRAY.finditer(shape_text))
+  return ", ".join(f"{n}× {a}" if n > 1 else a for a, n in arrays.items())

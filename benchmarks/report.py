@@ -13,12 +13,12 @@ equals the one generated from the committed report.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import pathlib
-import re
 from collections.abc import Sequence
 from typing import Any
+
+from benchmarks import hlo
 
 OURS_KEYS = ("ours", "ours_bf16")
 
@@ -286,18 +286,11 @@ def compiled_table(tree: dict[str, Any]) -> list[str]:
     mem = r["memory"]
     lines.append(
         f"| {r['label']} | {r['ops']} | {r['ops'] / sgd_m:.2f} | {kinds} | {collectives}"
-        f" | {'; '.join(map(_shape_summary, r['all_gather_shapes'])) or 'none'}"
+        f" | {'; '.join(map(hlo.shape_summary, r['all_gather_shapes'])) or 'none'}"
         f" | {_mib(mem['temp_size'])}"
         f" | {_mib(mem['argument_size'])} | {_mib(mem['alias_size'])}"
         f" | {r['compile_s']:.1f} |")
   return lines
-
-
-def _shape_summary(shape_text: str) -> str:
-  """An HLO shape with its arrays counted (an all-gather of 48 partial norms is a tuple
-  of 48 inputs and 48 results): ``48× f32[1], 48× f32[8]``."""
-  arrays = collections.Counter(re.findall(r"\w+\[[\d,]*\]", shape_text))
-  return ", ".join(f"{n}× {a}" if n > 1 else a for a, n in arrays.items())
 
 
 def _compiled_header(report: dict[str, Any]) -> list[str]:
